@@ -113,7 +113,9 @@ def test_any_change_to_the_body_breaks_verification(body, data):
     assert not verify_signature(SECRET, other, header)
 
 
-@given(body=st.binary(max_size=256), index=st.integers(min_value=0), new_char=st.sampled_from("0123456789abcdef"))
+@given(
+    body=st.binary(max_size=256), index=st.integers(min_value=0), new_char=st.sampled_from("0123456789abcdef")
+)
 def test_any_change_to_the_hex_signature_breaks_verification(body, index, new_char):
     header = compute_signature(SECRET, body)
     i = index % len(header)
@@ -125,13 +127,22 @@ def test_any_change_to_the_hex_signature_breaks_verification(body, index, new_ch
 
 @given(body=st.binary(max_size=256), header=st.text(max_size=200))
 def test_arbitrary_text_header_never_raises_and_never_matches_by_chance(body, header):
-    assert verify_signature(SECRET, body, header) is (header.strip().lower() == compute_signature(SECRET, body))
+    assert verify_signature(SECRET, body, header) is (
+        header.strip().lower() == compute_signature(SECRET, body)
+    )
 
 
-@given(body=st.binary(max_size=256), encoding=st.sampled_from(["hex", "prefixed", "base64"]), flip=st.integers(0, 63))
+@given(
+    body=st.binary(max_size=256),
+    encoding=st.sampled_from(["hex", "prefixed", "base64"]),
+    flip=st.integers(0, 63),
+)
 def test_flipping_any_bit_of_the_digest_breaks_every_encoding(body, encoding, flip):
     digest = bytearray(hmac.new(SECRET.encode(), body, hashlib.sha256).digest())
     digest[flip % len(digest)] ^= 1 << (flip % 8)
-    forged = {"hex": bytes(digest).hex(), "prefixed": "sha256=" + bytes(digest).hex(),
-              "base64": base64.b64encode(bytes(digest)).decode()}[encoding]
+    forged = {
+        "hex": bytes(digest).hex(),
+        "prefixed": "sha256=" + bytes(digest).hex(),
+        "base64": base64.b64encode(bytes(digest)).decode(),
+    }[encoding]
     assert not verify_signature(SECRET, body, forged)
