@@ -1,0 +1,217 @@
+"""Settings read from the environment (and an optional ``.env``), validated once at start-up.
+
+A bad value stops the process with a message that names the variable, so an operator never
+discovers a typo in production hours later. In development the two signing/encryption secrets
+may be left unset: a random pair is generated once under ``./var/`` so ``make run`` just works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from cryptography.fernet import Fernet
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("BDC_VAR_DIR", PROJECT_ROOT / "var"))
+SIGNATURE_ALGORITHMS = ("sha256", "sha512")
+ENVIRONMENTS = ("development", "test", "production")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    wedof_api_key: str | None = None
+    wedof_api_url: str = "https://www.wedof.fr/api"
+    wedof_org_id: str | None = None
+    wedof_webhook_secret: str | None = None
+    wedof_signature_algorithm: str = "sha256"
+    wedof_sync_enabled: bool = True
+    wedof_sync_interval: int = 3600
+    wedof_rate_limit: float = 5.0
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    jwt_secret_key: str = ""
+    secret_encryption_key: str = ""
+    flower_basic_auth: str | None = None
+    flower_url: str = "http://127.0.0.1:5555"
+    public_base_url: str = "http://127.0.0.1:8000"
+    webhook_max_body_bytes: int = 1024 * 1024
+    raw_body_retention_days: int = 30
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def env_connection_configured(self) -> bool:
+        """True when the environment describes a Wedof connection (the default tenant's)."""
+        return bool(self.wedof_api_key or self.wedof_webhook_secret)
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(name: str, raw: str, minimum: int, maximum: int | None = None) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise SettingsError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, minimum: float) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > minimum:
+        raise SettingsError(f"{name} must be greater than {minimum}, got {value}")
+    return value
+
+
+def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    value = raw.strip()
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not (parsed.netloc or parsed.path):
+        raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return value.rstrip("/") if parsed.scheme.startswith("http") else value
+
+
+def _database_url(raw: str | None) -> str:
+    if not raw:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{VAR_DIR / 'bdc.sqlite3'}"
+    value = raw.strip()
+    # Heroku-style URLs name the driver "postgres"; SQLAlchemy wants psycopg 3 spelled out.
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            value = "postgresql+psycopg://" + value[len(prefix):]
+    if not (value.startswith("sqlite:") or value.startswith("postgresql+psycopg://")):
+        raise SettingsError(f"DATABASE_URL must be a sqlite:/// or postgresql:// URL, got {raw!r}")
+    return value
+
+
+def _dev_secrets() -> dict[str, str]:
+    """Secrets generated once for development, kept under ./var so restarts keep them."""
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    generated = {"JWT_SECRET_KEY": secrets.token_urlsafe(48), "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    path.write_text(json.dumps(generated))
+    path.chmod(0o600)
+    return generated
+
+
+def _fernet_keys(raw: str) -> str:
+    # Several comma-separated keys allow rotation: the first encrypts, all decrypt.
+    for key in raw.split(","):
+        try:
+            Fernet(key.strip().encode())
+        except (ValueError, TypeError):
+            raise SettingsError(
+                "SECRET_ENCRYPTION_KEY must be one or more comma-separated Fernet keys "
+                "(generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            ) from None
+    return raw.strip()
+
+
+def load_settings(environ: dict[str, str] | None = None, env_file: str | os.PathLike | None = ".env") -> Settings:
+    """Build validated settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file."""
+    values: dict[str, str] = {}
+    if env_file and environ is None:
+        path = Path(env_file)
+        if not path.is_absolute():
+            path = PROJECT_ROOT / path
+        if path.exists():
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    get = values.get
+
+    app_env = (get("APP_ENV") or "development").strip().lower()
+    if app_env not in ENVIRONMENTS:
+        raise SettingsError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {get('APP_ENV')!r}")
+
+    algorithm = (get("WEDOF_SIGNATURE_ALGORITHM") or "sha256").strip().lower()
+    if algorithm not in SIGNATURE_ALGORITHMS:
+        raise SettingsError(
+            f"WEDOF_SIGNATURE_ALGORITHM must be one of {', '.join(SIGNATURE_ALGORITHMS)}, got {get('WEDOF_SIGNATURE_ALGORITHM')!r}"
+        )
+
+    org_id = (get("WEDOF_ORG_ID") or "").strip() or None
+    if org_id is not None and not re.fullmatch(r"\d{14}", org_id):
+        raise SettingsError(f"WEDOF_ORG_ID must be the organism's 14-digit SIRET, got {org_id!r}")
+
+    flower_auth = (get("FLOWER_BASIC_AUTH") or "").strip() or None
+    if flower_auth is not None and not re.fullmatch(r"[^:\s]+:\S+", flower_auth):
+        raise SettingsError("FLOWER_BASIC_AUTH must look like user:password")
+
+    jwt_secret = (get("JWT_SECRET_KEY") or "").strip()
+    encryption_key = (get("SECRET_ENCRYPTION_KEY") or "").strip()
+    if app_env == "production":
+        for name, value in (("JWT_SECRET_KEY", jwt_secret), ("SECRET_ENCRYPTION_KEY", encryption_key)):
+            if not value:
+                raise SettingsError(f"{name} is required when APP_ENV=production")
+    if not jwt_secret or not encryption_key:
+        generated = _dev_secrets()
+        jwt_secret = jwt_secret or generated["JWT_SECRET_KEY"]
+        encryption_key = encryption_key or generated["SECRET_ENCRYPTION_KEY"]
+    if len(jwt_secret) < 16:
+        raise SettingsError("JWT_SECRET_KEY must be at least 16 characters long")
+
+    return Settings(
+        app_env=app_env,
+        wedof_api_key=(get("WEDOF_API_KEY") or "").strip() or None,
+        wedof_api_url=_url("WEDOF_API_URL", get("WEDOF_API_URL") or "https://www.wedof.fr/api", ("http", "https")),
+        wedof_org_id=org_id,
+        wedof_webhook_secret=(get("WEDOF_WEBHOOK_SECRET") or "").strip() or None,
+        wedof_signature_algorithm=algorithm,
+        wedof_sync_enabled=_bool("WEDOF_SYNC_ENABLED", get("WEDOF_SYNC_ENABLED") or "true"),
+        wedof_sync_interval=_int("WEDOF_SYNC_INTERVAL", get("WEDOF_SYNC_INTERVAL") or "3600", 60, 7 * 24 * 3600),
+        wedof_rate_limit=_float("WEDOF_RATE_LIMIT", get("WEDOF_RATE_LIMIT") or "5", 0),
+        database_url=_database_url(get("DATABASE_URL")),
+        redis_url=_url("REDIS_URL", get("REDIS_URL") or "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
+        jwt_secret_key=jwt_secret,
+        secret_encryption_key=_fernet_keys(encryption_key),
+        flower_basic_auth=flower_auth,
+        flower_url=_url("FLOWER_URL", get("FLOWER_URL") or "http://127.0.0.1:5555", ("http", "https")),
+        public_base_url=_url("PUBLIC_BASE_URL", get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000", ("http", "https")),
+        webhook_max_body_bytes=_int("WEBHOOK_MAX_BODY_BYTES", get("WEBHOOK_MAX_BODY_BYTES") or str(1024 * 1024), 1024),
+        raw_body_retention_days=_int("RAW_BODY_RETENTION_DAYS", get("RAW_BODY_RETENTION_DAYS") or "30", 1),
+    )
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    global _cached
+    _cached = None

@@ -1,0 +1,77 @@
+"""Settings reject bad values with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bdc.settings import SettingsError, load_settings
+
+BASE = {"APP_ENV": "test", "JWT_SECRET_KEY": "x" * 32, "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+
+
+def test_defaults_follow_the_real_wedof_api(tmp_path, monkeypatch):
+    monkeypatch.setattr("bdc.settings.VAR_DIR", tmp_path)
+    settings = load_settings(dict(BASE))
+    assert settings.wedof_api_url == "https://www.wedof.fr/api"
+    assert settings.wedof_signature_algorithm == "sha256"
+    assert settings.wedof_sync_interval == 3600
+    assert settings.wedof_sync_enabled is True
+    assert settings.database_url == f"sqlite:///{tmp_path / 'bdc.sqlite3'}"
+    assert not settings.env_connection_configured
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WEDOF_SYNC_INTERVAL", "hourly"),
+        ("WEDOF_SYNC_INTERVAL", "5"),
+        ("WEDOF_SYNC_ENABLED", "maybe"),
+        ("WEDOF_SIGNATURE_ALGORITHM", "md5"),
+        ("WEDOF_API_URL", "ftp://www.wedof.fr/api"),
+        ("WEDOF_ORG_ID", "1234"),
+        ("DATABASE_URL", "mysql://localhost/bdc"),
+        ("REDIS_URL", "http://localhost:6379"),
+        ("SECRET_ENCRYPTION_KEY", "not-a-fernet-key"),
+        ("JWT_SECRET_KEY", "short"),
+        ("FLOWER_BASIC_AUTH", "nopassword"),
+        ("APP_ENV", "staging-ish"),
+        ("WEDOF_RATE_LIMIT", "-1"),
+    ],
+)
+def test_bad_values_fail_with_the_variable_named(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**BASE, name: value})
+
+
+def test_production_requires_real_secrets():
+    with pytest.raises(SettingsError, match="JWT_SECRET_KEY"):
+        load_settings({"APP_ENV": "production", "SECRET_ENCRYPTION_KEY": BASE["SECRET_ENCRYPTION_KEY"]})
+    with pytest.raises(SettingsError, match="SECRET_ENCRYPTION_KEY"):
+        load_settings({"APP_ENV": "production", "JWT_SECRET_KEY": "x" * 32})
+
+
+def test_development_generates_secrets_once_and_keeps_them(tmp_path, monkeypatch):
+    monkeypatch.setattr("bdc.settings.VAR_DIR", tmp_path)
+    first = load_settings({"APP_ENV": "development"})
+    second = load_settings({"APP_ENV": "development"})
+    assert first.jwt_secret_key == second.jwt_secret_key
+    assert first.secret_encryption_key == second.secret_encryption_key
+    assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o077 == 0
+
+
+def test_postgres_urls_are_normalised_to_psycopg3():
+    settings = load_settings({**BASE, "DATABASE_URL": "postgres://u:p@db:5432/bdc", "WEDOF_ORG_ID": "12345678900012"})
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5432/bdc"
+    assert settings.wedof_org_id == "12345678900012"
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("WEDOF_SYNC_INTERVAL=7200\nWEDOF_API_KEY=from-file\n")
+    for key, value in BASE.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WEDOF_API_KEY", "from-env")
+    settings = load_settings(env_file=env_file)
+    assert settings.wedof_sync_interval == 7200
+    assert settings.wedof_api_key == "from-env"
