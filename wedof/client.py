@@ -29,7 +29,6 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
-    wait_exponential_jitter,
 )
 
 from wedof.errors import (
@@ -200,10 +199,11 @@ class WedofClient:
         if isinstance(error, WedofRateLimitedError) and error.retry_after is not None:
             # Retry-After is a minimum: add a little jitter on top so workers do not stampede.
             return error.retry_after + random.uniform(0, min(1.0, 0.1 * error.retry_after + 0.05))
-        backoff = wait_exponential_jitter(
-            initial=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial
-        )
-        return backoff(retry_state)
+        # Exponential backoff with jitter (computed here: tenacity renamed its parameters across
+        # the versions we allow).
+        exponent = min(retry_state.attempt_number - 1, 30)
+        backoff = min(self.backoff_max, self.backoff_initial * 2**exponent)
+        return backoff + random.uniform(0, self.backoff_initial)
 
     def _log_retry(self, retry_state: Any) -> None:
         error = retry_state.outcome.exception()
@@ -314,6 +314,12 @@ class WedofClient:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError("limit must be a positive integer")
         base_params = {k: v for k, v in (params or {}).items() if v is not None}
+        # Arguments are checked above, now; the pages are fetched lazily below.
+        return self._pages(path, base_params, limit)
+
+    def _pages(
+        self, path: str, base_params: dict[str, Any], limit: int
+    ) -> Iterator[tuple[int, list[dict[str, Any]], int | None]]:
         page = 1
         seen = 0
         previous_fingerprint: tuple | None = None
