@@ -1,0 +1,262 @@
+"""Parse a webhook delivery into what the inbox stores and what the worker must do with it.
+
+Two delivery formats reach us:
+
+- **wedof** (the real one): the event name is in ``X-Wedof-Event``, the delivery id in
+  ``X-Wedof-Delivery``, and the body is the affected object itself (a registration folder, ...).
+- **envelope** (the original design notes): ``{"type": "stagiaire.created", "data": {"id": ...}}``,
+  where ``data.id`` (or ``data.externalId`` / ``data.folder.externalId``) names the Wedof folder.
+
+Each delivery gets a *disposition*: ``apply`` the folder carried in the body, ``fetch`` the folder
+by its externalId (the envelope carries no folder we trust to be whole), or ``ignore`` it (an
+event this integration does not act on; still stored, with the reason). Bodies we cannot read or
+whose shape we do not know raise :class:`DeliveryRejected` (the receiver answers 400).
+
+This module is pure: no I/O, no database, no Flask. The signature is checked before it is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EVENT_HEADER = "X-Wedof-Event"
+DELIVERY_HEADER = "X-Wedof-Delivery"
+SIGNATURE_HEADER = "X-Wedof-Signature"
+
+FORMAT_WEDOF = "wedof"
+FORMAT_ENVELOPE = "envelope"
+
+APPLY = "apply"
+FETCH = "fetch"
+IGNORE = "ignore"
+DISPOSITIONS = (APPLY, FETCH, IGNORE)
+
+# Wedof resources whose deliveries carry a whole registration folder: the folder is the truth.
+APPLIED_RESOURCES = frozenset({"registrationFolder", "registrationFolderBilling"})
+# Wedof resources we know and deliberately do not act on (the folder's own events cover us).
+IGNORED_RESOURCES = {
+    "certificationFolder": "certification folders are not synchronised",
+    "certificationFolderSurvey": "certification surveys are not synchronised",
+    "certificationPartner": "certification partnerships are not synchronised",
+    "registrationFolderFile": "folder files are not synchronised; the folder's own events carry its state",
+}
+# The original notes' event types: each names a folder to fetch from Wedof.
+ENVELOPE_EVENT_TYPES = frozenset({
+    "stagiaire.created",
+    "stagiaire.updated",
+    "stagiaire.progression.updated",
+    "formation.inscription",
+    "bilan.completed",
+})
+
+# Column sizes of WebhookEvent (event_type, delivery_id, folder_external_id).
+MAX_EVENT_TYPE_LENGTH = 120
+MAX_DELIVERY_ID_LENGTH = 200
+MAX_EXTERNAL_ID_LENGTH = 64
+
+# Printable ASCII without spaces: what an event name or a delivery id can reasonably be.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+# A folder number is used as a path segment of a Wedof URL: letters, digits and a few separators,
+# never a slash or "..", so a hostile id cannot steer the worker to another endpoint.
+_EXTERNAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+class DeliveryRejected(ValueError):
+    """The delivery cannot be read or has a shape we do not know; ``code`` is a snake_case error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ParsedDelivery:
+    """What one delivery means, ready to be stored in the inbox."""
+
+    payload_format: str  # FORMAT_WEDOF | FORMAT_ENVELOPE
+    event_type: str
+    delivery_id: str
+    delivery_id_derived: bool  # True when no id was sent and it was computed from the content
+    folder_external_id: str | None  # the registration folder concerned (None for ignored non-folder events)
+    folder: dict | None  # the whole folder, only when disposition == APPLY
+    disposition: str  # APPLY | FETCH | IGNORE
+    ignore_reason: str | None = None  # set only when disposition == IGNORE
+
+    @property
+    def ignored(self) -> bool:
+        return self.disposition == IGNORE
+
+
+def classify_event(event_type: str, payload_format: str = FORMAT_WEDOF) -> tuple[str, str | None]:
+    """``(disposition, ignore_reason)`` for an event name in the given format."""
+    if payload_format == FORMAT_ENVELOPE:
+        if event_type in ENVELOPE_EVENT_TYPES:
+            return FETCH, None
+        return IGNORE, f"unknown envelope event type {event_type!r}"
+    resource = event_type.split(".", 1)[0]
+    if resource in APPLIED_RESOURCES and "." in event_type:
+        return APPLY, None
+    if resource in IGNORED_RESOURCES:
+        return IGNORE, IGNORED_RESOURCES[resource]
+    return IGNORE, f"unknown event type {event_type!r}"
+
+
+def derive_delivery_id(event_type: str, body: bytes) -> str:
+    """A stable id for a delivery that came without one: the same event and bytes give the same id,
+    so a re-sent identical delivery is recognised as a duplicate."""
+    digest = hashlib.sha256(event_type.encode("utf-8") + b"\n" + bytes(body)).hexdigest()
+    return f"sha256:{digest}"
+
+
+def normalise_external_id(value: Any) -> str | None:
+    """A folder externalId as a clean string (numbers accepted), or None when it is not a usable id."""
+    if isinstance(value, bool):  # bool is an int subclass; True is no folder number
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_EXTERNAL_ID_LENGTH or not _EXTERNAL_ID.fullmatch(value):
+        return None
+    return value
+
+
+def folder_external_id(folder: Any) -> str:
+    """The externalId of a registration folder object, or raise DeliveryRejected."""
+    if not isinstance(folder, dict):
+        raise DeliveryRejected("invalid_shape", "the body must be a JSON object (a Wedof registration folder)")
+    if "externalId" not in folder:
+        raise DeliveryRejected("missing_external_id", "the registration folder has no externalId")
+    external_id = normalise_external_id(folder["externalId"])
+    if external_id is None:
+        raise DeliveryRejected(
+            "invalid_external_id",
+            f"the registration folder's externalId must be a non-empty string of at most {MAX_EXTERNAL_ID_LENGTH} "
+            "letters, digits or . _ : - characters",
+        )
+    return external_id
+
+
+def parse_delivery(headers: Mapping[str, str], body: bytes) -> ParsedDelivery:
+    """Read one (already authenticated) delivery; raise DeliveryRejected when it is unreadable."""
+    lowered = {str(k).lower(): v for k, v in headers.items()}
+    payload = _load_json(body)
+    header_event = _clean_header(lowered.get(EVENT_HEADER.lower()))
+    header_delivery = _clean_header(lowered.get(DELIVERY_HEADER.lower()))
+    if header_delivery is not None:
+        _check_token("invalid_delivery_id", DELIVERY_HEADER, header_delivery, MAX_DELIVERY_ID_LENGTH)
+
+    if _looks_like_envelope(payload):
+        return _parse_envelope(payload, body, header_delivery)
+    if header_event is None:
+        raise DeliveryRejected(
+            "missing_event_type",
+            f"no {EVENT_HEADER} header and the body is not a {{\"type\", \"data\"}} envelope",
+        )
+    _check_token("invalid_event_type", EVENT_HEADER, header_event, MAX_EVENT_TYPE_LENGTH)
+    if not isinstance(payload, dict):
+        raise DeliveryRejected("invalid_shape", "the body must be a JSON object (the Wedof object the event is about)")
+
+    disposition, reason = classify_event(header_event, FORMAT_WEDOF)
+    external_id = folder_external_id(payload) if disposition == APPLY else None
+    delivery_id = header_delivery or derive_delivery_id(header_event, body)
+    return ParsedDelivery(
+        payload_format=FORMAT_WEDOF,
+        event_type=header_event,
+        delivery_id=delivery_id,
+        delivery_id_derived=header_delivery is None,
+        folder_external_id=external_id,
+        folder=payload if disposition == APPLY else None,
+        disposition=disposition,
+        ignore_reason=reason,
+    )
+
+
+def _parse_envelope(payload: dict, body: bytes, header_delivery: str | None) -> ParsedDelivery:
+    event_type = payload["type"].strip()
+    _check_token("invalid_event_type", "type", event_type, MAX_EVENT_TYPE_LENGTH)
+    data = payload["data"]
+    disposition, reason = classify_event(event_type, FORMAT_ENVELOPE)
+    external_id = _envelope_folder_id(data)
+    if disposition == FETCH and external_id is None:
+        raise DeliveryRejected(
+            "missing_external_id",
+            "an envelope event must name the Wedof folder in data.id, data.externalId or data.folder.externalId",
+        )
+    # The notes' envelopes carry their own id; a Wedof delivery header wins when both are present.
+    delivery_id = header_delivery
+    if delivery_id is None and "id" in payload:
+        delivery_id = _envelope_delivery_id(payload["id"])
+    derived = delivery_id is None
+    return ParsedDelivery(
+        payload_format=FORMAT_ENVELOPE,
+        event_type=event_type,
+        delivery_id=delivery_id or derive_delivery_id(event_type, body),
+        delivery_id_derived=derived,
+        folder_external_id=external_id,
+        folder=None,
+        disposition=disposition,
+        ignore_reason=reason,
+    )
+
+
+def _envelope_folder_id(data: dict) -> str | None:
+    folder = data.get("folder")
+    for candidate in (data.get("externalId"), data.get("id"), folder.get("externalId") if isinstance(folder, dict) else None):
+        if candidate is not None:
+            external_id = normalise_external_id(candidate)
+            if external_id is None:
+                raise DeliveryRejected("invalid_external_id", "the envelope names its folder with an unusable id")
+            return external_id
+    return None
+
+
+def _envelope_delivery_id(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise DeliveryRejected("invalid_delivery_id", "the envelope's id must be a string or a number")
+    value = value.strip()
+    _check_token("invalid_delivery_id", "id", value, MAX_DELIVERY_ID_LENGTH)
+    return value
+
+
+def _looks_like_envelope(payload: Any) -> bool:
+    # A real folder also has a string "type" ("cpf", "individual"), but never a "data" object and
+    # always an externalId, so the three keys together tell the shapes apart.
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("type"), str)
+        and isinstance(payload.get("data"), dict)
+        and "externalId" not in payload
+    )
+
+
+def _load_json(body: bytes) -> Any:
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise TypeError("body must be the raw request bytes")
+    if not body.strip():
+        raise DeliveryRejected("empty_body", "the request body is empty")
+    try:
+        return json.loads(bytes(body))
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DeliveryRejected("invalid_json", "the request body is not valid JSON") from None
+
+
+def _clean_header(value: Any) -> str | None:
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def _check_token(code: str, name: str, value: str, max_length: int) -> None:
+    if not value or len(value) > max_length or not _TOKEN.fullmatch(value):
+        raise DeliveryRejected(code, f"{name} must be 1 to {max_length} printable characters without spaces")
