@@ -1,0 +1,162 @@
+"""The Wedof API surface under ``/api`` (paths, status codes and shapes of wedof-api.md §8)."""
+
+from __future__ import annotations
+
+import hmac
+import socket
+import time
+
+from flask import Blueprint, Response, current_app, g, request
+
+from . import transitions
+from .errors import ApiError, not_found
+from .httpjson import array_response, json_body, json_response, raw_json
+from .listing import parse_folder_query, query_certification_folders, query_folders
+from .state import SandboxState
+from .states import REASONS, VERBS
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+def sandbox() -> SandboxState:
+    return current_app.config["SANDBOX"]
+
+
+def _drop_connection() -> Response:
+    sock = request.environ.get("werkzeug.socket")
+    if sock is None:
+        return Response(b"", status=444)  # no socket to cut (test client): see faults.py
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    return Response(b"", status=444)  # never reaches the client: the socket is already shut
+
+
+@api.before_request
+def faults_then_auth():
+    state = sandbox()
+    state.counters.request()
+    g.served = False
+    cfg = state.fault_config
+    if cfg.latency_ms:
+        state.counters.fault("latency")
+        time.sleep(cfg.latency_ms / 1000)
+    kind, status = state.faults.draw()
+    if kind is not None:
+        state.counters.fault(kind)
+        if kind == "drop":
+            return _drop_connection()
+        if kind == "rate_limit":
+            return json_response({"detail": "Too many requests, slow down."}, 429,
+                                 {"Retry-After": str(cfg.retry_after)})
+        return json_response({"detail": f"Injected server error {status}."}, status)
+    key = request.headers.get("X-Api-Key")  # header names are case-insensitive
+    if not key:
+        return json_response({"detail": "Missing API key (X-Api-Key header)."}, 401)
+    if not hmac.compare_digest(key.encode(), state.api_key.encode()):
+        return json_response({"detail": "Invalid API key."}, 401)
+    g.served = True
+    return None
+
+
+@api.after_request
+def count(response: Response) -> Response:
+    rule = request.url_rule.rule if request.url_rule else "<unmatched>"
+    sandbox().counters.response(f"{request.method} {rule}", response.status_code, g.get("served", False))
+    return response
+
+
+@api.get("/users/me")
+def users_me():
+    state = sandbox()
+    return json_response({"id": 1, "email": "admin@sandbox.example.fr", "firstName": "Sandrine",
+                          "lastName": "Box", "phoneNumber": None, "roles": ["ROLE_ADMIN"],
+                          "_links": {"self": {"href": "/api/users/me"}, "organism": state.organism_link}})
+
+
+@api.get("/organisms/me")
+def organisms_me():
+    state = sandbox()
+    return json_response({"id": 1, "name": state.organism_name, "siret": state.siret,
+                          "_links": {"self": {"href": f"/api/organisms/{state.siret}"}}})
+
+
+def _page_headers(total: int, page: int, limit: int) -> dict:
+    return {"X-Total-Count": str(total), "X-Current-Page": str(page), "X-Item-Per-Page": str(limit)}
+
+
+@api.get("/registrationFolders")
+def list_folders():
+    query = parse_folder_query(request.args)
+    total, bodies = query_folders(sandbox().store, query)
+    return array_response(bodies, _page_headers(total, query.page, query.limit))
+
+
+@api.get("/registrationFolders/<external_id>")
+def get_folder(external_id: str):
+    return raw_json(sandbox().store.body(external_id))
+
+
+@api.put("/registrationFolders/<external_id>")
+def update_folder(external_id: str):
+    state = sandbox()
+    state.apply(external_id, transitions.update(json_body(required=True)))
+    return raw_json(state.store.body(external_id))
+
+
+@api.post("/registrationFolders/<external_id>/<verb>")
+def transition(external_id: str, verb: str):
+    if verb not in VERBS:
+        raise not_found(f"No route POST /api/registrationFolders/{{externalId}}/{verb[:40]}")
+    state = sandbox()
+    body = json_body()
+    change = state.apply(external_id, transitions.transition(verb, body))
+    return raw_json(change.body)
+
+
+@api.get("/registrationFolders/<external_id>/files")
+def folder_files(external_id: str):
+    state = sandbox()
+    with state.store.lock:
+        files = state.store.record(external_id).folder["files"]
+        return json_response(files)
+
+
+@api.get("/registrationFoldersReasons")
+def reasons():
+    kind = request.args.get("type")
+    if kind not in REASONS:
+        raise ApiError(400, "type must be one of terminated, refused, canceled.",
+                       [{"propertyPath": "type", "title": "Expected terminated, refused or canceled."}])
+    return json_response(REASONS[kind])
+
+
+@api.get("/certificationFolders")
+def list_certification_folders():
+    total, bodies, page, limit = query_certification_folders(sandbox().store, request.args)
+    return array_response(bodies, _page_headers(total, page, limit))
+
+
+@api.get("/certificationFolders/<external_id>")
+def get_certification_folder(external_id: str):
+    body = sandbox().store.certification_bodies.get(external_id)
+    if body is None:
+        raise not_found(f"Certification folder {external_id} not found")
+    return raw_json(body)
+
+
+@api.post("/webhooks")
+def create_webhook():
+    return json_response(sandbox().webhooks.create(json_body(required=True)), 201)
+
+
+@api.get("/webhooks/<int:hook_id>")
+def get_webhook(hook_id: int):
+    return json_response(sandbox().webhooks.get(hook_id))
+
+
+@api.delete("/webhooks/<int:hook_id>")
+def delete_webhook(hook_id: int):
+    sandbox().webhooks.delete(hook_id)
+    return Response(status=204)

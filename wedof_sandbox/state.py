@@ -1,0 +1,58 @@
+"""SandboxState: everything one running sandbox holds in memory (one process, many threads)."""
+
+from __future__ import annotations
+
+import threading
+
+from . import population
+from .faults import FaultConfig, FaultInjector, RequestCounters
+from .store import Change, FolderStore, Mutator
+from .webhooks import Deliverer, DeliveryConfig, WebhookRegistry
+
+
+class SandboxState:
+    def __init__(self, folders: int = 1000, seed: int = 42, api_key: str = "sandbox-key",
+                 siret: str = population.DEFAULT_SIRET, organism_name: str = population.DEFAULT_ORGANISM,
+                 anchor: str = population.DEFAULT_ANCHOR, faults: dict | None = None,
+                 delivery: dict | None = None, delivery_threads: int = 4) -> None:
+        self.api_key, self.siret, self.organism_name, self.anchor = api_key, siret, organism_name, anchor
+        self.organism_link = {"href": f"/api/organisms/{siret}", "name": organism_name, "siret": siret}
+        self.fault_config = FaultConfig()
+        self.fault_config.update(faults or {})
+        self.delivery_config = DeliveryConfig()
+        self.delivery_config.update(delivery or {})
+        self.counters = RequestCounters()
+        self.webhooks = WebhookRegistry(self.organism_link)
+        self.deliverer = Deliverer(self.delivery_config, seed, threads=delivery_threads)
+        self.deliverer.start()
+        self._reset_lock = threading.Lock()
+        self.folders, self.seed, self.simulations = folders, seed, 0
+        self.faults = FaultInjector(self.fault_config, seed)
+        self.store = self._build_store(folders, seed)
+
+    def _build_store(self, folders: int, seed: int) -> FolderStore:
+        pop = population.generate(folders, seed, self.siret, self.organism_name, self.anchor)
+        return FolderStore(pop, on_change=self._publish)
+
+    def _publish(self, change: Change) -> None:
+        hooks = self.webhooks.matching(change.event)
+        if hooks:
+            self.deliverer.publish(hooks, change)
+
+    def apply(self, external_id: str, mutator: Mutator) -> Change | None:
+        """Change one folder (webhooks follow); raises ApiError when the change is refused."""
+        return self.store.change(external_id, mutator)
+
+    def reset(self, folders: int, seed: int) -> None:
+        """Re-seed the population; drop webhooks, pending deliveries, counters and statistics."""
+        with self._reset_lock:
+            store = self._build_store(folders, seed)
+            self.webhooks.clear()
+            self.deliverer.reset(seed)
+            self.counters.reset()
+            self.faults = FaultInjector(self.fault_config, seed)
+            self.folders, self.seed, self.simulations = folders, seed, 0
+            self.store = store
+
+    def close(self) -> None:
+        self.deliverer.stop()
