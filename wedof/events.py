@@ -245,8 +245,13 @@ def _load_json(body: bytes) -> Any:
     if not body.strip():
         raise DeliveryRejected("empty_body", "the request body is empty")
     try:
-        return json.loads(bytes(body))
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        # UTF-8 only (RFC 8259): the inbox stores the body as text, byte for byte what was signed.
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DeliveryRejected("invalid_json", "the request body is not UTF-8 encoded JSON") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
         raise DeliveryRejected("invalid_json", "the request body is not valid JSON") from None
 
 

@@ -22,8 +22,9 @@ from wedof.events import (
     parse_delivery,
 )
 
-SAMPLE = Path("/work/shared/fixtures/wedof/registration-folder.activepieces-sample.json")
-CERT_SAMPLE = Path("/work/shared/fixtures/wedof/certification-folder.activepieces-sample.json")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wedof"
+SAMPLE = FIXTURES / "registration-folder.activepieces-sample.json"
+CERT_SAMPLE = FIXTURES / "certification-folder.activepieces-sample.json"
 
 
 def wedof_headers(event="registrationFolder.updated", delivery="d-1") -> dict[str, str]:
@@ -123,6 +124,7 @@ def test_derived_delivery_id_is_stable_and_content_bound():
     (wedof_headers(), b"", "empty_body"),
     (wedof_headers(), b"{not json", "invalid_json"),
     (wedof_headers(), b"\xff\xfe\x00garbage", "invalid_json"),
+    (wedof_headers(), '{"externalId": "1"}'.encode("utf-16"), "invalid_json"),
     (wedof_headers(), b"[" * 100000, "invalid_json"),
     (wedof_headers(), b'[{"externalId": "1"}]', "invalid_shape"),
     (wedof_headers(), b'"12345"', "invalid_shape"),
