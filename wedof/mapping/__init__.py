@@ -1,0 +1,20 @@
+"""Wedof registration folder → BDC data layer: the status table and the one upsert everyone calls.
+
+``apply_folder(session, tenant_id, folder, kind=...)`` for one webhook event,
+``apply_folders(session, tenant_id, folders, kind=...)`` for a sync page. Neither commits.
+"""
+
+from wedof.mapping.apply import ApplyResult, apply_folder, apply_folders, beneficiary_status_for
+from wedof.mapping.folder import KINDS, FolderData, FolderRejected, read_folder
+from wedof.mapping.states import (
+    ENROLLMENT_STATUS_BY_STATE,
+    PROGRESS_ALLOWED_STATES,
+    REPORT_STATES,
+    enrollment_status_for,
+)
+
+__all__ = [
+    "ENROLLMENT_STATUS_BY_STATE", "PROGRESS_ALLOWED_STATES", "REPORT_STATES", "enrollment_status_for",
+    "FolderRejected", "FolderData", "read_folder", "KINDS",
+    "ApplyResult", "apply_folder", "apply_folders", "beneficiary_status_for",
+]

@@ -1,0 +1,443 @@
+"""Apply Wedof registration folders to the BDC data layer: the one upsert both webhooks and syncs use.
+
+Level-triggered: the folder's state is the truth, whatever event carried it.
+
+- A folder whose ``lastUpdate`` is older than the stored ``Enrollment.wedof_last_update`` changes
+  nothing (outcome ``stale``). Equal or newer folders are applied, and a value is only assigned
+  when it differs, so re-applying a folder writes nothing (``unchanged``; ``updated_at`` untouched).
+- A folder without a readable ``lastUpdate`` has an unknown age: it is applied only when nothing is
+  stored yet, or when the stored enrollment has no ``lastUpdate`` either.
+- Shared rows (a beneficiary in two folders, a program in many) take the values of the last folder
+  applied, in page order.
+- ``Beneficiary.status`` follows its enrollments: *completed* when every enrollment that was not
+  withdrawn is completed (and there is at least one), else *active*. A status staff set by hand
+  (*inactive*, *archived*) is theirs and is never changed here.
+- ``User.email`` is unique across the whole database: when another user already holds the address,
+  this attendee's user gets NULL and the address is kept in ``custom_fields["wedof_email"]``. The
+  check is made before writing; two processes racing for one address can still meet the unique
+  constraint, which the caller's transaction retry resolves (the next try sees the holder).
+
+``apply_folders`` loads everything a page needs in a fixed number of queries (one per table, by
+external ids), upserts in memory and flushes by dependency level, so the query count does not grow
+with the page size. ``apply_folder`` is the same code on a page of one. Neither commits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from bdc.models import (
+    Beneficiary,
+    BeneficiaryStatus,
+    Document,
+    DocumentType,
+    Enrollment,
+    EnrollmentStatus,
+    Evaluation,
+    EvaluationStatus,
+    Program,
+    User,
+    UserRole,
+)
+from wedof.mapping import values
+from wedof.mapping.folder import KINDS, AttendeeData, FolderData, FolderRejected, ProgramData, read_folder
+from wedof.mapping.states import REPORT_STATES
+
+CREATED = "created"
+UPDATED = "updated"
+UNCHANGED = "unchanged"
+STALE = "stale"
+
+EMAIL_OVERFLOW_KEY = "wedof_email"
+
+
+@dataclass
+class ApplyResult:
+    external_id: str
+    outcome: str  # "created" | "updated" | "unchanged" | "stale"
+    enrollment_id: int | None
+    beneficiary_id: int | None
+    program_id: int | None
+
+
+def completion_evaluation_key(folder_external_id: str) -> str:
+    return f"{folder_external_id}:completion"
+
+
+def bilan_report_key(folder_external_id: str) -> str:
+    return f"{folder_external_id}:bilan-report"
+
+
+def beneficiary_status_for(statuses: Iterable[EnrollmentStatus], current: BeneficiaryStatus | None) -> BeneficiaryStatus:
+    """Completed when every enrollment not withdrawn is completed (at least one), else active."""
+    if current in (BeneficiaryStatus.INACTIVE, BeneficiaryStatus.ARCHIVED):
+        return current
+    kept = [status for status in statuses if status != EnrollmentStatus.WITHDRAWN]
+    if kept and all(status == EnrollmentStatus.COMPLETED for status in kept):
+        return BeneficiaryStatus.COMPLETED
+    return BeneficiaryStatus.ACTIVE
+
+
+def apply_folder(session: Session, tenant_id: int, folder: Any, *, kind: str = "all") -> ApplyResult:
+    """Apply one folder; raises :class:`FolderRejected` (nothing written) when it cannot be applied."""
+    result = apply_folders(session, tenant_id, [folder], kind=kind)[0]
+    if isinstance(result, FolderRejected):
+        raise result
+    return result
+
+
+def apply_folders(
+    session: Session, tenant_id: int, folders: Sequence[Any], *, kind: str = "all"
+) -> list[ApplyResult | FolderRejected]:
+    """Apply a page of folders; each slot holds its result, or the FolderRejected that stopped only it.
+
+    When one externalId appears more than once, only its newest copy is applied (newest
+    ``lastUpdate``; a known date beats an unknown one; the later copy wins a tie) and the other
+    copies are reported ``stale``, which is exactly what applying them one by one would leave.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    results: list[ApplyResult | FolderRejected | None] = [None] * len(folders)
+    readable: list[tuple[int, FolderData]] = []
+    for index, folder in enumerate(folders):
+        try:
+            readable.append((index, read_folder(folder, kind)))
+        except FolderRejected as rejected:
+            results[index] = rejected
+    winners, copy_of = _newest_copies(readable)
+    if winners:
+        page = _Page(session, tenant_id, kind, [data for _, data in winners])
+        for (index, _), result in zip(winners, page.apply(), strict=True):
+            results[index] = result
+        for index, winner_index in copy_of.items():
+            winner = results[winner_index]
+            assert isinstance(winner, ApplyResult)
+            results[index] = ApplyResult(winner.external_id, STALE, winner.enrollment_id,
+                                         winner.beneficiary_id, winner.program_id)
+    return results  # type: ignore[return-value]  # every slot is filled by now
+
+
+def _newest_copies(readable: list[tuple[int, FolderData]]) -> tuple[list[tuple[int, FolderData]], dict[int, int]]:
+    """The newest copy of each folder (in page order) and, for every older copy, its winner's index."""
+    best: dict[str, tuple[int, FolderData]] = {}
+    for index, data in readable:
+        held = best.get(data.external_id)
+        if held is None or not _older(data, held[1]):
+            best[data.external_id] = (index, data)
+    winners = sorted(best.values(), key=lambda item: item[0])
+    winner_index = {data.external_id: index for index, data in winners}
+    copies = {index: winner_index[data.external_id] for index, data in readable
+              if winner_index[data.external_id] != index}
+    return winners, copies
+
+
+def _older(candidate: FolderData, held: FolderData) -> bool:
+    """Would applying ``candidate`` after ``held`` be stale? (Same rule as against stored data.)"""
+    if candidate.last_update is None:
+        return held.last_update is not None
+    return held.last_update is not None and candidate.last_update < held.last_update
+
+
+def _assign(row: Any, **fields: Any) -> bool:
+    """Set only the attributes whose value differs; True when anything changed."""
+    changed = False
+    for name, value in fields.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed
+
+
+class _Page:
+    """One page's rows, loaded up front and upserted in memory."""
+
+    def __init__(self, session: Session, tenant_id: int, kind: str, folders: list[FolderData]):
+        self.session = session
+        self.tenant_id = tenant_id
+        self.kind = kind
+        self.folders = folders
+        self.beneficiaries: dict[str, Beneficiary] = {}
+        self.users: dict[str, User] = {}  # by attendee id
+        self.email_holders: dict[str, User] = {}
+        self.released_emails: set[str] = set()
+        self.programs: dict[str, Program] = {}
+        self.enrollments: dict[str, Enrollment] = {}
+        self.beneficiary_enrollments: list[Enrollment] = []  # every enrollment of a loaded beneficiary
+        self.evaluations: dict[str, Evaluation] = {}
+        self.documents: dict[str, Document] = {}
+        self.touched_beneficiaries: list[Beneficiary] = []
+        self._load()
+
+    # -- loading: one query per table ------------------------------------------------------------
+
+    def _load(self) -> None:
+        session, tenant = self.session, self.tenant_id
+        folder_ids = [data.external_id for data in self.folders]
+        attendees = [data.attendee for data in self.folders if data.attendee is not None]
+        programs = [data.program for data in self.folders if data.program is not None]
+        if attendees:
+            rows = session.execute(
+                select(Beneficiary, User).join(User, Beneficiary.user_id == User.id).where(
+                    Beneficiary.tenant_id == tenant,
+                    Beneficiary.external_id.in_(sorted({a.external_id for a in attendees})),
+                )
+            ).all()
+            for beneficiary, user in rows:
+                self.beneficiaries[beneficiary.external_id] = beneficiary
+                self.users[beneficiary.external_id] = user
+                if user.email:
+                    self.email_holders[user.email] = user
+            emails = sorted({a.email for a in attendees if a.email} - set(self.email_holders))
+            if emails:
+                for user in session.scalars(select(User).where(User.email.in_(emails))):
+                    self.email_holders[user.email] = user
+        if programs:
+            for program in session.scalars(select(Program).where(
+                Program.tenant_id == tenant, Program.external_id.in_(sorted({p.external_id for p in programs}))
+            )):
+                self.programs[program.external_id] = program
+        beneficiary_ids = [b.id for b in self.beneficiaries.values()]
+        wanted = Enrollment.external_id.in_(folder_ids)
+        if beneficiary_ids:
+            wanted = or_(wanted, Enrollment.beneficiary_id.in_(beneficiary_ids))
+        for enrollment in session.scalars(select(Enrollment).where(Enrollment.tenant_id == tenant, wanted)):
+            if enrollment.external_id in folder_ids:
+                self.enrollments[enrollment.external_id] = enrollment
+            self.beneficiary_enrollments.append(enrollment)
+        if self.kind == "all":
+            keys = [completion_evaluation_key(i) for i in folder_ids]
+            for evaluation in session.scalars(select(Evaluation).where(
+                Evaluation.tenant_id == tenant, Evaluation.external_id.in_(keys)
+            )):
+                self.evaluations[evaluation.external_id] = evaluation
+            keys = [bilan_report_key(i) for i in folder_ids]
+            for document in session.scalars(select(Document).where(
+                Document.tenant_id == tenant, Document.external_id.in_(keys)
+            )):
+                self.documents[document.external_id] = document
+
+    # -- applying ------------------------------------------------------------------------------------
+
+    def apply(self) -> list[ApplyResult]:
+        fresh = [not self._is_stale(data) for data in self.folders]
+        created = [False] * len(self.folders)
+        changed = [False] * len(self.folders)
+        with self.session.no_autoflush:
+            # Level 1: users, beneficiaries, programs (no dependency on this page's other rows).
+            for i, data in enumerate(self.folders):
+                if not fresh[i]:
+                    continue
+                if data.attendee is not None:
+                    made, edited = self._upsert_attendee(data.attendee)
+                    created[i] |= made and self.kind == "stagiaires"
+                    changed[i] |= made or edited
+                if data.program is not None:
+                    made, edited = self._upsert_program(data.program)
+                    created[i] |= made and self.kind == "formations"
+                    changed[i] |= made or edited
+            self.session.flush()
+            if self.kind == "all":
+                # Level 2: enrollments need their beneficiary and program ids.
+                for i, data in enumerate(self.folders):
+                    if fresh[i]:
+                        made, edited = self._upsert_enrollment(data)
+                        created[i] |= made
+                        changed[i] |= made or edited
+                self.session.flush()
+                # Level 3: evaluations and documents need the enrollment id.
+                for i, data in enumerate(self.folders):
+                    if fresh[i]:
+                        changed[i] |= self._upsert_evaluation(data)
+                        changed[i] |= self._create_report(data)
+            self._refresh_beneficiary_statuses()
+            self.session.flush()
+        return [self._result(data, fresh[i], created[i], changed[i]) for i, data in enumerate(self.folders)]
+
+    def _is_stale(self, data: FolderData) -> bool:
+        stored = self.enrollments.get(data.external_id)
+        if stored is None:
+            return False
+        if data.last_update is None:
+            return stored.wedof_last_update is not None
+        return stored.wedof_last_update is not None and data.last_update < stored.wedof_last_update
+
+    def _upsert_attendee(self, attendee: AttendeeData) -> tuple[bool, bool]:
+        beneficiary = self.beneficiaries.get(attendee.external_id)
+        made = beneficiary is None
+        if beneficiary is None:
+            user = User(tenant_id=self.tenant_id, role=UserRole.STUDENT, is_active=True)
+            beneficiary = Beneficiary(tenant_id=self.tenant_id, external_id=attendee.external_id,
+                                      status=BeneficiaryStatus.ACTIVE, custom_fields={})
+            beneficiary.user = user
+            self.session.add(beneficiary)
+            self.beneficiaries[attendee.external_id] = beneficiary
+            self.users[attendee.external_id] = user
+        user = self.users[attendee.external_id]
+        edited = _assign(user, first_name=attendee.first_name, last_name=attendee.last_name)
+        email_changed, overflow = self._claim_email(user, attendee.email)
+        fields = dict(beneficiary.custom_fields or {})
+        for key, value in {**attendee.facts, EMAIL_OVERFLOW_KEY: overflow}.items():
+            if value is None:
+                fields.pop(key, None)
+            else:
+                fields[key] = value
+        edited |= email_changed | _assign(
+            beneficiary,
+            phone=attendee.phone,
+            birth_date=attendee.birth_date,
+            address=attendee.address,
+            city=attendee.city,
+            postal_code=attendee.postal_code,
+            country=attendee.country,
+            custom_fields=fields,  # a new dict: JSON columns only notice reassignment
+        )
+        if beneficiary not in self.touched_beneficiaries:
+            self.touched_beneficiaries.append(beneficiary)
+        return made, edited
+
+    def _claim_email(self, user: User, wanted: str | None) -> tuple[bool, str | None]:
+        """Give ``user`` the address unless another user holds it; returns (changed, address kept aside)."""
+        holder = self.email_holders.get(wanted) if wanted else None
+        stored = wanted if holder is None or holder is user else None
+        overflow = wanted if wanted and stored is None else None
+        current = user.email
+        if current == stored:
+            return False, overflow
+        if stored is not None and stored in self.released_emails:
+            # Another user gave this address up earlier in the page: write that first, so the
+            # unique index never sees the address twice within one flush.
+            self.session.flush()
+        user.email = stored
+        if current is not None and self.email_holders.get(current) is user:
+            del self.email_holders[current]
+            self.released_emails.add(current)
+        if stored is not None:
+            self.email_holders[stored] = user
+        return True, overflow
+
+    def _upsert_program(self, data: ProgramData) -> tuple[bool, bool]:
+        program = self.programs.get(data.external_id)
+        made = program is None
+        if program is None:
+            program = Program(tenant_id=self.tenant_id, external_id=data.external_id, name=data.name)
+            self.session.add(program)
+            self.programs[data.external_id] = program
+        edited = _assign(
+            program,
+            name=data.name,
+            description=data.description,
+            category=data.category,
+            duration_hours=data.duration_hours,
+            start_date=data.start_date,
+            end_date=data.end_date,
+        )
+        return made, edited
+
+    def _upsert_enrollment(self, data: FolderData) -> tuple[bool, bool]:
+        assert data.attendee is not None and data.program is not None  # kind "all" reads both
+        beneficiary = self.beneficiaries[data.attendee.external_id]
+        program = self.programs[data.program.external_id]
+        enrollment = self.enrollments.get(data.external_id)
+        made = enrollment is None
+        if enrollment is None:
+            enrollment = Enrollment(tenant_id=self.tenant_id, external_id=data.external_id, progress=0,
+                                    beneficiary_id=beneficiary.id, program_id=program.id)
+            self.session.add(enrollment)
+            self.enrollments[data.external_id] = enrollment
+            self.beneficiary_enrollments.append(enrollment)
+        fields: dict[str, Any] = {
+            "beneficiary_id": beneficiary.id,
+            "program_id": program.id,
+            "status": data.status,
+            "wedof_state": data.state,
+            "wedof_billing_state": data.billing_state,
+            "wedof_last_update": data.last_update,
+        }
+        # Absent values keep what we hold: Wedof never forgets a history date, and a null rate
+        # means "not reported", not "back to zero".
+        if data.completion_rate is not None:
+            fields["progress"] = values.whole_percent(data.completion_rate)
+        if data.enrolled_at is not None:
+            fields["enrolled_at"] = data.enrolled_at
+        if data.completed_at is not None:
+            fields["completed_at"] = data.completed_at
+        return made, _assign(enrollment, **fields)
+
+    def _upsert_evaluation(self, data: FolderData) -> bool:
+        if data.completion_rate is None:
+            return False
+        enrollment = self.enrollments[data.external_id]
+        program = self.programs[data.program.external_id]  # type: ignore[union-attr]
+        key = completion_evaluation_key(data.external_id)
+        evaluation = self.evaluations.get(key)
+        made = evaluation is None
+        if evaluation is None:
+            evaluation = Evaluation(tenant_id=self.tenant_id, external_id=key, title="")
+            self.session.add(evaluation)
+            self.evaluations[key] = evaluation
+        rate = data.completion_rate
+        edited = _assign(
+            evaluation,
+            beneficiary_id=enrollment.beneficiary_id,
+            enrollment_id=enrollment.id,
+            title=f"Taux de réalisation — {program.name}"[:500],
+            score=rate,
+            status=EvaluationStatus.COMPLETED if rate == 100 else EvaluationStatus.IN_PROGRESS,
+        )
+        return made or edited
+
+    def _create_report(self, data: FolderData) -> bool:
+        """The bilan report, created once when the folder first reaches an end state; never touched again."""
+        key = bilan_report_key(data.external_id)
+        if data.state not in REPORT_STATES or key in self.documents:
+            return False
+        enrollment = self.enrollments[data.external_id]
+        user = self.users[data.attendee.external_id]  # type: ignore[union-attr]
+        program = self.programs[data.program.external_id]  # type: ignore[union-attr]
+        name = " ".join(part for part in (user.first_name, user.last_name) if part) or program.name
+        document = Document(
+            tenant_id=self.tenant_id,
+            beneficiary_id=enrollment.beneficiary_id,
+            enrollment_id=enrollment.id,
+            title=f"Rapport de bilan — {name}"[:500],
+            type=DocumentType.BILAN_REPORT,
+            external_id=key,
+            meta={
+                "source": "wedof",
+                "folder_external_id": data.external_id,
+                "wedof_state": data.state,
+                "state_date": values.iso(data.report_state_date),
+                "permalink": data.permalink,
+                "program": program.name,
+            },
+        )
+        self.session.add(document)
+        self.documents[key] = document
+        return True
+
+    def _refresh_beneficiary_statuses(self) -> None:
+        by_beneficiary: dict[int, list[EnrollmentStatus]] = defaultdict(list)
+        for enrollment in self.beneficiary_enrollments:
+            by_beneficiary[enrollment.beneficiary_id].append(enrollment.status)
+        for beneficiary in self.touched_beneficiaries:
+            statuses = by_beneficiary.get(beneficiary.id, []) if beneficiary.id is not None else []
+            _assign(beneficiary, status=beneficiary_status_for(statuses, beneficiary.status))
+
+    def _result(self, data: FolderData, fresh: bool, created: bool, changed: bool) -> ApplyResult:
+        enrollment = self.enrollments.get(data.external_id) if self.kind == "all" else None
+        beneficiary = self.beneficiaries.get(data.attendee.external_id) if data.attendee else None
+        program = self.programs.get(data.program.external_id) if data.program else None
+        outcome = STALE if not fresh else CREATED if created else UPDATED if changed else UNCHANGED
+        return ApplyResult(
+            external_id=data.external_id,
+            outcome=outcome,
+            enrollment_id=enrollment.id if enrollment is not None else None,
+            beneficiary_id=beneficiary.id if beneficiary is not None else None,
+            program_id=program.id if program is not None else None,
+        )
