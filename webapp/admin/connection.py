@@ -1,0 +1,175 @@
+"""A tenant's Wedof connection: create, read, change, rotate the webhook secret, register the webhook.
+
+The API key and webhook secret are write-only: responses say ``api_key_set`` / ``webhook_secret_set``.
+The one exception is a secret the server generates (on create without one, and on rotate): it is
+returned exactly once, in that response, so the admin can paste it into Wedof; it is never shown
+again, never logged, and the audit log records only which fields changed.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from flask import jsonify
+
+from bdc.audit import record_audit
+from bdc.models import WedofConnection
+from bdc.settings import SIGNATURE_ALGORITHMS
+from webapp.admin import bp
+from webapp.admin.common import db_session
+from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection
+from webapp.admin.serializers import connection_json, webhook_url
+from webapp.admin.validation import field, json_object, reject_unknown
+from webapp.auth import admin_required
+from webapp.dispatch import BrokerUnavailable, send_task
+from webapp.errors import ApiError
+from worker.task_names import REGISTER_WEBHOOK
+
+WRITABLE = {"name", "base_url", "api_key", "webhook_secret", "signature_algorithm", "organism_siret", "enabled",
+            "rate_limit_per_second"}
+SECRET_FIELDS = ("api_key", "webhook_secret")
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def validate_base_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        raise ApiError(422, "validation_error", "base_url must be an absolute http(s) URL without credentials, "
+                       "e.g. https://www.wedof.fr/api", fields={"base_url": "invalid URL"})
+    return value.strip().rstrip("/")
+
+
+def _secret(body: dict, name: str) -> str | None:
+    value = field(body, name, str, default=None, nullable=True, max_length=500)
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) < 8 or any(c in value for c in "\r\n\t "):
+        raise ApiError(422, "validation_error", f"{name} must be at least 8 characters without spaces.",
+                       fields={name: "invalid"})
+    return value
+
+
+def _apply(connection: WedofConnection, body: dict) -> list[str]:
+    """Validate and apply the writable fields present in ``body``; returns the names changed."""
+    values: dict = {}
+    if "name" in body:
+        values["name"] = field(body, "name", str, max_length=200).strip() or "Wedof"
+    if "base_url" in body:
+        values["base_url"] = validate_base_url(field(body, "base_url", str, max_length=500))
+    for name in SECRET_FIELDS:
+        if name in body:
+            values[name] = _secret(body, name)
+    if "signature_algorithm" in body:
+        values["signature_algorithm"] = field(body, "signature_algorithm", str, choices=SIGNATURE_ALGORITHMS)
+    if "organism_siret" in body:
+        siret = field(body, "organism_siret", str, nullable=True)
+        if siret is not None and not re.fullmatch(r"\d{14}", siret):
+            raise ApiError(422, "validation_error", "organism_siret must be 14 digits.",
+                           fields={"organism_siret": "invalid"})
+        values["organism_siret"] = siret
+    if "enabled" in body:
+        values["enabled"] = field(body, "enabled", bool)
+    if "rate_limit_per_second" in body:
+        values["rate_limit_per_second"] = field(body, "rate_limit_per_second", (int, float), nullable=True,
+                                                minimum=0.01, maximum=1000)
+    changed = [name for name, value in values.items() if getattr(connection, name) != value]
+    for name in changed:
+        setattr(connection, name, values[name])
+    return sorted(changed)
+
+
+@bp.get("/connection")
+@admin_required
+def get_connection():
+    with db_session() as session:
+        return jsonify(connection_json(tenant_connection(session, resolve_tenant(session))))
+
+
+@bp.post("/connection")
+@admin_required
+def create_connection():
+    body = json_object()
+    reject_unknown(body, WRITABLE)
+    with db_session() as session:
+        tenant = resolve_tenant(session)
+        if tenant_connection(session, tenant, required=False) is not None:
+            raise ApiError(409, "connection_exists", "This tenant already has a Wedof connection; PATCH it.")
+        connection = WedofConnection(tenant_id=tenant.id, name="Wedof", base_url="https://www.wedof.fr/api",
+                                     signature_algorithm="sha256", enabled=True)
+        changed = _apply(connection, body)
+        generated = None
+        if not connection.webhook_secret:
+            generated = connection.webhook_secret = new_webhook_secret()
+            changed = sorted({*changed, "webhook_secret"})
+        session.add(connection)
+        session.flush()
+        record_audit(session, actor=current_principal().actor, action="connection.created", tenant_id=tenant.id,
+                     target=("wedof_connection", connection.id), details={"fields": changed})
+        data = connection_json(connection)
+    if generated:
+        data["webhook_secret"] = generated  # shown once: paste it into Wedof's webhook settings
+    return jsonify(data), 201
+
+
+@bp.patch("/connection")
+@admin_required
+def update_connection():
+    body = json_object()
+    reject_unknown(body, WRITABLE)
+    with db_session() as session:
+        tenant = resolve_tenant(session)
+        connection = tenant_connection(session, tenant)
+        changed = _apply(connection, body)
+        if changed:
+            session.flush()
+            record_audit(session, actor=current_principal().actor, action="connection.updated",
+                         tenant_id=tenant.id, target=("wedof_connection", connection.id),
+                         details={"fields": changed})
+        data = connection_json(connection)
+    data["changed"] = changed
+    return jsonify(data)
+
+
+@bp.post("/connection/rotate-secret")
+@admin_required
+def rotate_secret():
+    json_object(allow_empty=True)
+    with db_session() as session:
+        tenant = resolve_tenant(session)
+        connection = tenant_connection(session, tenant)
+        secret = new_webhook_secret()
+        connection.webhook_secret = secret
+        record_audit(session, actor=current_principal().actor, action="connection.secret_rotated",
+                     tenant_id=tenant.id, target=("wedof_connection", connection.id),
+                     details={"fields": ["webhook_secret"]})
+        url = webhook_url(connection)
+    # Deliveries signed with the old secret are refused from now on: update Wedof right away
+    # (or POST connection/register-webhook, which sends the new secret to Wedof).
+    return jsonify({"webhook_secret": secret, "webhook_url": url,
+                    "message": "Shown once: paste this secret into Wedof's webhook settings now."})
+
+
+@bp.post("/connection/register-webhook")
+@admin_required
+def register_webhook():
+    json_object(allow_empty=True)
+    with db_session() as session:
+        tenant = resolve_tenant(session)
+        connection = tenant_connection(session, tenant)
+        if not connection.api_key or not connection.webhook_secret:
+            raise ApiError(409, "connection_not_configured",
+                           "Set the API key and the webhook secret before registering the webhook.")
+        record_audit(session, actor=current_principal().actor, action="connection.webhook_registration_requested",
+                     tenant_id=tenant.id, target=("wedof_connection", connection.id))
+        connection_id, url = connection.id, webhook_url(connection)
+    try:
+        task_id = send_task(REGISTER_WEBHOOK, [connection_id])
+    except BrokerUnavailable:
+        raise ApiError(503, "broker_unavailable", "The task queue is unreachable; try again.") from None
+    return jsonify({"task_id": task_id, "connection_id": connection_id, "webhook_url": url}), 202

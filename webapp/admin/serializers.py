@@ -1,0 +1,201 @@
+"""Rows → JSON for the admin API. Secrets never appear: connections say ``api_key_set`` instead."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bdc.models import AuditLog, Beneficiary, Enrollment, Program, SyncRun, WebhookEvent, WedofConnection
+from bdc.settings import get_settings
+
+BODY_PREVIEW_CHARS = 2000
+ERROR_PREVIEW_CHARS = 500
+# Header names whose values are credentials or proofs of them: shown as "[redacted]".
+_SENSITIVE_HEADER_PARTS = ("signature", "authorization", "api-key", "apikey", "secret", "token", "cookie")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def webhook_url(connection: WedofConnection) -> str:
+    base = get_settings().public_base_url
+    if connection.is_env_default:
+        return f"{base}/api/webhooks/wedof"
+    return f"{base}/api/webhooks/wedof/{connection.id}"
+
+
+def flower_task_url(task_id: str | None) -> str | None:
+    return f"{get_settings().flower_url}/task/{task_id}" if task_id else None
+
+
+def connection_json(connection: WedofConnection) -> dict[str, Any]:
+    return {
+        "id": connection.id,
+        "tenant_id": connection.tenant_id,
+        "name": connection.name,
+        "base_url": connection.base_url,
+        "api_key_set": bool(connection.api_key),
+        "webhook_secret_set": bool(connection.webhook_secret),
+        "signature_algorithm": connection.signature_algorithm,
+        "organism_siret": connection.organism_siret,
+        "enabled": connection.enabled,
+        "is_env_default": connection.is_env_default,
+        "rate_limit_per_second": connection.rate_limit_per_second,
+        "wedof_webhook_id": connection.wedof_webhook_id,
+        "webhook_url": webhook_url(connection),
+        "sync_cursor": iso(connection.sync_cursor),
+        "last_sync_at": iso(connection.last_sync_at),
+        "created_at": iso(connection.created_at),
+        "updated_at": iso(connection.updated_at),
+    }
+
+
+def sync_run_json(run: SyncRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "connection_id": run.connection_id,
+        "kind": enum_value(run.kind),
+        "trigger": enum_value(run.trigger),
+        "full": run.full,
+        "status": enum_value(run.status),
+        "task_id": run.task_id,
+        "pages": run.pages,
+        "fetched": run.fetched,
+        "applied": run.applied,
+        "unchanged": run.unchanged,
+        "failed": run.failed,
+        "total": run.total,
+        "progress": run.progress,
+        "cursor_from": iso(run.cursor_from),
+        "cursor_to": iso(run.cursor_to),
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "error": run.error,
+        "flower_url": flower_task_url(run.task_id),
+    }
+
+
+def _short(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "…"
+
+
+def event_json(event: WebhookEvent) -> dict[str, Any]:
+    """The list view: no body, no headers."""
+    return {
+        "id": event.id,
+        "connection_id": event.connection_id,
+        "delivery_id": event.delivery_id,
+        "event_type": event.event_type,
+        "payload_format": event.payload_format,
+        "folder_external_id": event.folder_external_id,
+        "status": enum_value(event.status),
+        "status_reason": event.status_reason,
+        "attempts": event.attempts,
+        "last_error": _short(event.last_error, ERROR_PREVIEW_CHARS),
+        "task_id": event.task_id,
+        "received_at": iso(event.received_at),
+        "queued_at": iso(event.queued_at),
+        "started_at": iso(event.started_at),
+        "processed_at": iso(event.processed_at),
+        "next_attempt_at": iso(event.next_attempt_at),
+        "flower_url": flower_task_url(event.task_id),
+    }
+
+
+def safe_headers(headers: dict | None) -> dict[str, str]:
+    shown: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        lowered = str(name).lower()
+        sensitive = any(part in lowered for part in _SENSITIVE_HEADER_PARTS)
+        shown[str(name)] = "[redacted]" if sensitive else str(value)[:500]
+    return shown
+
+
+def event_detail_json(event: WebhookEvent) -> dict[str, Any]:
+    data = event_json(event)
+    data.update(
+        last_error=event.last_error,
+        headers=safe_headers(event.headers),
+        body_preview=_short(event.body, BODY_PREVIEW_CHARS),
+        body_size=len(event.body) if event.body is not None else None,
+        body_purged_at=iso(event.body_purged_at),
+    )
+    return data
+
+
+def enrollment_json(enrollment: Enrollment) -> dict[str, Any]:
+    return {
+        "id": enrollment.id,
+        "beneficiary_id": enrollment.beneficiary_id,
+        "program_id": enrollment.program_id,
+        "program_name": enrollment.program.name if enrollment.program is not None else None,
+        "status": enum_value(enrollment.status),
+        "progress": enrollment.progress,
+        "external_id": enrollment.external_id,
+        "wedof_state": enrollment.wedof_state,
+        "wedof_billing_state": enrollment.wedof_billing_state,
+        "wedof_last_update": iso(enrollment.wedof_last_update),
+        "enrolled_at": iso(enrollment.enrolled_at),
+        "completed_at": iso(enrollment.completed_at),
+    }
+
+
+def beneficiary_json(beneficiary: Beneficiary) -> dict[str, Any]:
+    user = beneficiary.user
+    return {
+        "id": beneficiary.id,
+        "external_id": beneficiary.external_id,
+        "status": enum_value(beneficiary.status),
+        "first_name": user.first_name if user else None,
+        "last_name": user.last_name if user else None,
+        "email": user.email if user else None,
+        "enrollments": [enrollment_json(e) for e in sorted(beneficiary.enrollments, key=lambda e: e.id)],
+        "updated_at": iso(beneficiary.updated_at),
+    }
+
+
+def program_json(program: Program, enrollment_count: int = 0) -> dict[str, Any]:
+    return {
+        "id": program.id,
+        "external_id": program.external_id,
+        "name": program.name,
+        "category": program.category,
+        "status": enum_value(program.status),
+        "duration_hours": program.duration_hours,
+        "start_date": program.start_date.isoformat() if program.start_date else None,
+        "end_date": program.end_date.isoformat() if program.end_date else None,
+        "enrollment_count": enrollment_count,
+        "updated_at": iso(program.updated_at),
+    }
+
+
+def bilan_json(enrollment: Enrollment) -> dict[str, Any]:
+    data = enrollment_json(enrollment)
+    user = enrollment.beneficiary.user if enrollment.beneficiary is not None else None
+    data.update(
+        first_name=user.first_name if user else None,
+        last_name=user.last_name if user else None,
+        email=user.email if user else None,
+    )
+    return data
+
+
+def audit_json(entry: AuditLog) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "tenant_id": entry.tenant_id,
+        "actor": entry.actor,
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "details": entry.details or {},
+        "created_at": iso(entry.created_at),
+    }

@@ -1,0 +1,253 @@
+"""``GET /openapi.json``: the admin API described as OpenAPI 3.0 (hand-written, checked by schemathesis).
+
+The document is built from small helpers so every operation lists the same error shape and the
+statuses it can really answer; tests/webapp/test_openapi.py fuzzes the app against it.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from bdc.models import BeneficiaryStatus, EnrollmentStatus, EventStatus, ProgramStatus, SyncStatus
+
+bp = Blueprint("openapi", __name__)
+
+PREFIX = "/api/integrations/wedof"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **more) -> dict:
+    return {"type": kind, "nullable": True, **more}
+
+
+_STR, _INT, _BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+_TIME = _nullable("string", format="date-time")
+
+_ERROR_TEXT = {
+    400: "Unreadable input (JSON or parameter)", 401: "Missing, invalid or expired token",
+    403: "The role may not use this API", 404: "Unknown object, or another tenant's",
+    409: "The object's state does not allow it", 422: "A field is missing or invalid",
+    503: "The task queue is unreachable",
+}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(code): {"description": _ERROR_TEXT[code], "content": {"application/json": {"schema": _ref("Error")}}}
+            for code in codes}
+
+
+def _ok(code: int, schema: dict, description: str = "OK") -> dict:
+    return {str(code): {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _page_of(item: str) -> dict:
+    return {"type": "object", "required": ["items", "page", "per_page", "total", "pages"], "properties": {
+        "items": {"type": "array", "items": _ref(item)}, "page": _INT, "per_page": _INT, "total": _INT,
+        "pages": _INT}}
+
+
+def _param(name: str, where: str = "query", schema: dict | None = None, required: bool = False, description=""):
+    return {"name": name, "in": where, "required": required, "schema": schema or _STR, "description": description}
+
+
+TENANT = {"$ref": "#/components/parameters/TenantId"}
+TENANT_HEADER = {"$ref": "#/components/parameters/TenantHeader"}
+PAGING = [{"$ref": "#/components/parameters/Page"}, {"$ref": "#/components/parameters/PerPage"}]
+SCOPED = [TENANT, TENANT_HEADER]
+AUTH_ERRORS = (400, 401, 403, 404)
+
+
+def _op(summary: str, responses: dict, *, params=(), body: dict | None = None, errors=(), tag="admin") -> dict:
+    op = {"summary": summary, "tags": [tag], "parameters": list(params),
+          "responses": {**responses, **_errors(*sorted(set(AUTH_ERRORS) | set(errors)))}}
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _id_param(name: str) -> dict:
+    return _param(name, "path", {"type": "integer", "minimum": 1}, required=True)
+
+
+def _obj(props: dict, required: list[str] | None = None, **more) -> dict:
+    schema = {"type": "object", "properties": props, **more}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+SCHEMAS = {
+    "Error": _obj({"error": _STR, "message": _STR}, ["error", "message"]),
+    "Connection": _obj({
+        "id": _INT, "tenant_id": _INT, "name": _STR, "base_url": _STR, "api_key_set": _BOOL,
+        "webhook_secret_set": _BOOL, "signature_algorithm": _STR, "organism_siret": _nullable("string"),
+        "enabled": _BOOL, "is_env_default": _BOOL, "rate_limit_per_second": _nullable("number"),
+        "wedof_webhook_id": _nullable("string"), "webhook_url": _STR, "sync_cursor": _TIME,
+        "last_sync_at": _TIME, "created_at": _TIME, "updated_at": _TIME,
+        "webhook_secret": {"type": "string", "description": "only when the server generated it; shown once"},
+    }, ["id", "tenant_id", "api_key_set", "webhook_secret_set", "webhook_url"]),
+    "ConnectionInput": _obj({
+        "name": {"type": "string", "maxLength": 200}, "base_url": {"type": "string", "format": "uri"},
+        "api_key": {"type": "string", "writeOnly": True}, "webhook_secret": {"type": "string", "writeOnly": True},
+        "signature_algorithm": {"type": "string", "enum": ["sha256", "sha512"]},
+        "organism_siret": _nullable("string", pattern=r"^\d{14}$"), "enabled": _BOOL,
+        "rate_limit_per_second": _nullable("number", minimum=0.01, maximum=1000),
+    }, additionalProperties=False),
+    "SyncRun": _obj({
+        "id": _INT, "connection_id": _INT, "kind": {"type": "string", "enum": ["all", "stagiaires", "formations"]},
+        "trigger": _STR, "full": _BOOL, "status": {"type": "string", "enum": [s.value for s in SyncStatus]},
+        "task_id": _nullable("string"), "pages": _INT, "fetched": _INT, "applied": _INT, "unchanged": _INT,
+        "failed": _INT, "total": _nullable("integer"), "progress": _nullable("integer"), "cursor_from": _TIME,
+        "cursor_to": _TIME, "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
+        "error": _nullable("string"), "flower_url": _nullable("string"),
+        "task": _nullable("object", properties={"state": _STR, "meta": _nullable("object")}),
+    }, ["id", "status", "kind"]),
+    "Event": _obj({
+        "id": _INT, "connection_id": _INT, "delivery_id": _STR, "event_type": _STR, "payload_format": _STR,
+        "folder_external_id": _nullable("string"), "status": {"type": "string", "enum": [s.value for s in EventStatus]},
+        "status_reason": _nullable("string"), "attempts": _INT, "last_error": _nullable("string"),
+        "task_id": _nullable("string"), "received_at": _TIME, "queued_at": _TIME, "started_at": _TIME,
+        "processed_at": _TIME, "next_attempt_at": _TIME, "flower_url": _nullable("string"),
+    }, ["id", "status", "event_type"]),
+    "Enrollment": _obj({
+        "id": _INT, "beneficiary_id": _INT, "program_id": _INT, "program_name": _nullable("string"),
+        "status": {"type": "string", "enum": [s.value for s in EnrollmentStatus]},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100}, "external_id": _nullable("string"),
+        "wedof_state": _nullable("string"), "wedof_billing_state": _nullable("string"),
+        "wedof_last_update": _TIME, "enrolled_at": _TIME, "completed_at": _TIME,
+        "first_name": _nullable("string"), "last_name": _nullable("string"), "email": _nullable("string"),
+    }, ["id", "progress", "status"]),
+    "Stagiaire": _obj({
+        "id": _INT, "external_id": _nullable("string"),
+        "status": {"type": "string", "enum": [s.value for s in BeneficiaryStatus]},
+        "first_name": _nullable("string"), "last_name": _nullable("string"), "email": _nullable("string"),
+        "enrollments": {"type": "array", "items": _ref("Enrollment")}, "updated_at": _TIME,
+    }, ["id", "status", "enrollments"]),
+    "Formation": _obj({
+        "id": _INT, "external_id": _nullable("string"), "name": _STR, "category": _nullable("string"),
+        "status": {"type": "string", "enum": [s.value for s in ProgramStatus]},
+        "duration_hours": _nullable("number"), "start_date": _nullable("string"), "end_date": _nullable("string"),
+        "enrollment_count": _INT, "updated_at": _TIME,
+    }, ["id", "name", "status"]),
+    "AuditEntry": _obj({
+        "id": _INT, "tenant_id": _nullable("integer"), "actor": _STR, "action": _STR,
+        "target_type": _nullable("string"), "target_id": _nullable("string"), "details": {"type": "object"},
+        "created_at": _TIME,
+    }, ["id", "actor", "action"]),
+    "Status": _obj({
+        "tenant": _obj({"id": _INT, "name": _STR, "slug": _STR}), "configured": _BOOL, "connected": _BOOL,
+        "error": _nullable("string"), "webhook_url": _nullable("string"),
+        "connection": {"allOf": [_ref("Connection")], "nullable": True},
+        "last_sync": {"allOf": [_ref("SyncRun")], "nullable": True},
+        "events_by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "queues": _obj({"events": _nullable("integer"), "sync": _nullable("integer"), "error": _nullable("string")}),
+    }, ["configured", "connected", "queues", "events_by_status"]),
+}
+
+_EVENT_DETAIL = {"allOf": [_ref("Event"), _obj({"headers": {"type": "object"}, "body_preview": _nullable("string"),
+                                                "body_size": _nullable("integer"), "body_purged_at": _TIME})]}
+_ACCEPTED_TASK = _obj({"task_id": _STR}, ["task_id"])
+
+PATHS = {
+    "/status": {"get": _op("Connection status, live Wedof check, last sync, events and queue depths",
+                           _ok(200, _ref("Status")), params=SCOPED)},
+    "/sync": {"post": _op(
+        "Start a sync now (queued on the sync queue)",
+        _ok(202, _obj({"task_id": _STR, "run_id": _INT}, ["task_id", "run_id"]), "Accepted"), params=SCOPED,
+        body=_obj({"type": {"type": "string", "enum": ["all", "stagiaires", "formations", "beneficiaries", "programs"]},
+                   "full": _BOOL}, additionalProperties=False), errors=(409, 422, 503))},
+    "/sync-runs": {"get": _op("Sync history", _ok(200, _page_of("SyncRun")), params=[
+        *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in SyncStatus]})])},
+    "/sync-runs/{run_id}": {"get": _op("One sync run with live progress", _ok(200, _ref("SyncRun")),
+                                       params=[_id_param("run_id"), *SCOPED])},
+    "/events": {"get": _op("Webhook events (no bodies)", _ok(200, _page_of("Event")), params=[
+        *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in EventStatus]}),
+        _param("type", schema={"type": "string", "maxLength": 120})])},
+    "/events/{event_id}": {"get": _op("One event: error, attempts, headers, body preview",
+                                      _ok(200, _EVENT_DETAIL), params=[_id_param("event_id"), *SCOPED])},
+    "/events/{event_id}/retry": {"post": _op(
+        "Re-enqueue a failed or stuck event", _ok(202, _obj({"event_id": _INT, "task_id": _STR, "status": _STR},
+                                                            ["event_id", "task_id"]), "Accepted"),
+        params=[_id_param("event_id"), *SCOPED], errors=(409, 503))},
+    "/events/retry-failed": {"post": _op(
+        "Re-enqueue every failed event of the tenant (at most 500 per call)",
+        _ok(202, _obj({"retried": _INT, "event_ids": {"type": "array", "items": _INT},
+                       "task_ids": {"type": "array", "items": _STR},
+                       "not_published": {"type": "array", "items": _INT}}, ["retried"]), "Accepted"),
+        params=SCOPED, errors=(422,))},
+    "/stagiaires": {"get": _op("Synced beneficiaries with their folders", _ok(200, _page_of("Stagiaire")), params=[
+        *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in BeneficiaryStatus]}),
+        _param("q", schema={"type": "string", "maxLength": 120})])},
+    "/stagiaires/{beneficiary_id}/progression": {"post": _op(
+        "Store a progress (0-100) and push it to Wedof",
+        _ok(202, _obj({"enrollment_id": _INT, "progress": _INT, "task_id": _STR}, ["task_id"]), "Accepted"),
+        params=[_id_param("beneficiary_id"), *SCOPED],
+        body=_obj({"progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                   "enrollment_id": _nullable("integer", minimum=1)}, ["progress"], additionalProperties=False),
+        errors=(409, 422, 503))},
+    "/formations": {"get": _op("Synced programs", _ok(200, _page_of("Formation")), params=[
+        *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in ProgramStatus]})])},
+    "/bilans": {"get": _op("Bilan de compétences enrollments", _ok(200, _page_of("Enrollment")), params=[
+        *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in EnrollmentStatus]}),
+        _param("wedof_state", schema={"type": "string", "maxLength": 64})])},
+    "/bilans/{enrollment_id}/transition": {"post": _op(
+        "Declare a Wedof transition (in training, terminated, service done)",
+        _ok(202, _obj({"enrollment_id": _INT, "to": _STR, "task": _STR, "task_id": _STR}, ["task_id"]), "Accepted"),
+        params=[_id_param("enrollment_id"), *SCOPED],
+        body=_obj({"to": {"type": "string", "enum": ["inTraining", "terminated", "serviceDone"]}}, ["to"],
+                  additionalProperties=False), errors=(409, 422, 503))},
+    "/connection": {
+        "get": _op("The tenant's Wedof connection (secrets never shown)", _ok(200, _ref("Connection")),
+                   params=SCOPED),
+        "post": _op("Create the tenant's connection; a generated webhook secret is returned once",
+                    _ok(201, _ref("Connection"), "Created"), params=SCOPED, body=_ref("ConnectionInput"),
+                    errors=(409, 422)),
+        "patch": _op("Change the connection (secrets are write-only)",
+                     _ok(200, {"allOf": [_ref("Connection"), _obj({"changed": {"type": "array", "items": _STR}})]}),
+                     params=SCOPED, body=_ref("ConnectionInput"), errors=(422,)),
+    },
+    "/connection/rotate-secret": {"post": _op(
+        "Generate a new webhook secret, returned exactly once",
+        _ok(200, _obj({"webhook_secret": _STR, "webhook_url": _STR, "message": _STR}, ["webhook_secret"])),
+        params=SCOPED)},
+    "/connection/register-webhook": {"post": _op(
+        "Create the webhook at Wedof (queued)",
+        _ok(202, {"allOf": [_ACCEPTED_TASK, _obj({"connection_id": _INT, "webhook_url": _STR})]}, "Accepted"),
+        params=SCOPED, errors=(409, 503))},
+    "/audit-log": {"get": _op("Audit log, newest first", _ok(200, _page_of("AuditEntry")), params=[
+        *SCOPED, *PAGING, _param("action", schema={"type": "string", "maxLength": 100})])},
+}
+
+
+def build_spec() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "bdc-wedof-sync admin API", "version": "1.0.0",
+                 "description": "The Wedof integration's admin API. BDC JWT (roles super_admin, tenant_admin). "
+                                "A super_admin picks the tenant with ?tenant_id= or X-Tenant-Id (optional when "
+                                "only one tenant exists); a tenant_admin is pinned to its own tenant and gets "
+                                "404 for other tenants' objects."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "paths": {PREFIX + path: item for path, item in PATHS.items()},
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": SCHEMAS,
+            "parameters": {
+                "TenantId": _param("tenant_id", schema={"type": "integer", "minimum": 1},
+                                   description="super_admin: the tenant to act on"),
+                "TenantHeader": _param("X-Tenant-Id", "header", {"type": "integer", "minimum": 1},
+                                       description="same as tenant_id (the query parameter wins)"),
+                "Page": _param("page", schema={"type": "integer", "minimum": 1}),
+                "PerPage": _param("per_page", schema={"type": "integer", "minimum": 1, "maximum": 100}),
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(build_spec())
