@@ -7,16 +7,21 @@ Why each reliability setting is here:
   longest countdown we ever set (short countdowns only: longer waits go to the inbox table).
 """
 
+import os
+
 from bdc.settings import get_settings
+from worker.schedule import build_beat_schedule
 from worker.task_names import EVENTS_QUEUE, QUEUE_OF
 
 _settings = get_settings()
+# Overridable so a test can see a SIGKILLed worker's message come back in seconds, not an hour.
+VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
 
 broker_url = _settings.redis_url
 result_backend = _settings.redis_url
 broker_connection_retry_on_startup = True
 broker_transport_options = {
-    "visibility_timeout": 3600,  # 1 h: longer than any countdown (≤ 5 min) and any sync page
+    "visibility_timeout": VISIBILITY_TIMEOUT,  # 1 h by default: longer than any countdown (≤ 5 min)
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
 }
@@ -43,3 +48,6 @@ task_routes = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
 task_soft_time_limit = 15 * 60
 task_time_limit = 16 * 60
 worker_max_tasks_per_child = 1000
+
+# Beat: every entry expires before its next run, so a backlog never replays stale ticks.
+beat_schedule = build_beat_schedule(_settings)

@@ -1,0 +1,42 @@
+"""The Celery application of the workers, beat and Flower: ``celery -A worker.celery_app worker -Q events``.
+
+Rules every task follows:
+
+- **Sessions**: a task opens an explicit ``bdc.db.session_scope()`` per unit of work (one event, one
+  sync page, one push outcome). There is no Flask app context in a worker; a transaction never spans
+  a Wedof HTTP call, so a slow Wedof never holds database locks.
+- **Ids, never payloads**: every task takes database ids, so Flower or the admin API can re-apply it.
+- **Fork safety**: prefork children dispose the engines inherited from the parent
+  (``worker_process_init``) so no two processes ever share a database connection.
+
+Two queues: ``events`` (webhooks, pushes, maintenance) and ``sync`` (bulk syncs). Run them in separate
+worker processes (``-Q events`` and ``-Q sync``) so a long sync never delays a webhook.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from bdc.db import dispose_engines
+
+TASK_MODULES = (
+    "worker.tasks.events",
+    "worker.tasks.sync",
+    "worker.tasks.push",
+    "worker.tasks.maintenance",
+)
+
+app = Celery("bdc")
+app.config_from_object("celeryconfig")
+
+
+@worker_process_init.connect
+def _dispose_inherited_engines(**_kwargs) -> None:
+    dispose_engines()
+
+
+# Imported here (not only listed in ``include``) so every process using this app, Flower included,
+# knows the tasks by name: Flower's async-apply refuses a task it has not registered.
+for _module in TASK_MODULES:
+    __import__(_module)

@@ -1,0 +1,45 @@
+"""Build a Wedof client for one connection, throttled per connection across every worker process.
+
+All processes talking to the same Wedof organism share one Redis GCRA key (``wedof:throttle:<id>``)
+at the connection's rate, so adding workers never multiplies the call rate Wedof sees.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from bdc.models import WedofConnection
+from bdc.settings import get_settings
+from wedof.client import WedofClient
+from wedof.throttle import RedisThrottle, throttle_key
+
+
+class ConnectionNotUsable(ValueError):
+    """The connection cannot call Wedof (disabled, no API key); the message says why."""
+
+
+@lru_cache(maxsize=4)
+def _redis(url: str) -> redis.Redis:
+    # redis-py pools notice a fork and reconnect in the child, so one client per URL is enough.
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def redis_client() -> redis.Redis:
+    return _redis(get_settings().redis_url)
+
+
+def rate_of(connection: WedofConnection) -> float:
+    return connection.rate_limit_per_second or get_settings().wedof_rate_limit
+
+
+def client_for(connection: WedofConnection, **client_options) -> WedofClient:
+    """A ``WedofClient`` for ``connection``; raises ConnectionNotUsable when it has no API key."""
+    if not connection.api_key:
+        raise ConnectionNotUsable(f"connection {connection.id} has no Wedof API key")
+    throttle = RedisThrottle(redis_client(), throttle_key(connection.id), rate_of(connection), burst=2)
+    # Short in-task retries: longer waits go back to Celery (countdown) or the inbox table.
+    options = {"max_attempts": 4, "max_retry_seconds": 30, "retry_after_cap": 10, "throttle": throttle}
+    options.update(client_options)
+    return WedofClient(connection.base_url, connection.api_key, **options)

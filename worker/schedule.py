@@ -1,0 +1,46 @@
+"""The beat schedule: sweep the inbox every minute, sync every connection hourly, purge raw bodies daily.
+
+Every entry carries ``expires`` shorter than its interval: when beat or the broker was down, the
+missed ticks are dropped instead of piling up and running back to back. Exactly one beat process
+must run (docker-compose starts one).
+"""
+
+from __future__ import annotations
+
+import os
+
+from worker.task_names import PURGE_RAW_BODIES, SCHEDULE_SYNCS, SWEEP_INBOX
+
+DAY = 24 * 3600
+
+
+def sweep_interval() -> float:
+    """Seconds between inbox sweeps (``BDC_SWEEP_INTERVAL``, default 60; tests use 1)."""
+    value = float(os.environ.get("BDC_SWEEP_INTERVAL", "60"))
+    if not 0.5 <= value <= 3600:
+        raise ValueError(f"BDC_SWEEP_INTERVAL must be between 0.5 and 3600 seconds, got {value}")
+    return value
+
+
+def build_beat_schedule(settings) -> dict:
+    sweep = sweep_interval()
+    schedule = {
+        "sweep-inbox": {
+            "task": SWEEP_INBOX,
+            "schedule": sweep,
+            "options": {"expires": max(0.5, sweep * 0.9)},
+        },
+        "purge-raw-bodies": {
+            "task": PURGE_RAW_BODIES,
+            "schedule": DAY,
+            "options": {"expires": 3600},
+        },
+    }
+    if settings.wedof_sync_enabled:
+        interval = settings.wedof_sync_interval
+        schedule["schedule-syncs"] = {
+            "task": SCHEDULE_SYNCS,
+            "schedule": float(interval),
+            "options": {"expires": interval * 0.9},
+        }
+    return schedule

@@ -1,0 +1,330 @@
+"""``wedof.sync_connection``: page through a connection's registration folders and apply them.
+
+- One sync per connection at a time: a Redis lock (timeout, extended every page, non-blocking). A
+  second concurrent sync records a ``skipped`` SyncRun. The lock token is the task id, so a message
+  re-delivered after its worker was SIGKILLed takes over its own predecessor's lock at once.
+- Incremental by default: folders sorted by ``lastUpdate`` ascending in the window
+  ``[cursor - overlap, now]``; ``full=True`` (or no cursor yet) reads everything.
+- Each page is applied with ``apply_folders`` in ONE transaction together with the SyncRun counters,
+  so what was committed before a crash or a Wedof outage is kept, and a re-run only finds it unchanged.
+- Progress: Celery state ``PROGRESS`` (Flower) and the SyncRun row (admin API) after every page.
+- A folder Wedof's paging serves twice in one run is applied once (see :class:`RunDedupe`); one bad
+  folder is counted and logged and never stops the run.
+- The cursor (max ``lastUpdate`` seen) moves only when a whole ``kind="all"`` run succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from celery.exceptions import Retry
+from redis.exceptions import LockError, RedisError
+from sqlalchemy import select
+
+from bdc.audit import record_audit
+from bdc.db import session_scope
+from bdc.models import SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
+from wedof.errors import WedofError, WedofRateLimitedError
+from wedof.mapping import FolderRejected, apply_folders
+from wedof.mapping.values import datetime_utc
+from worker.celery_app import app
+from worker.connections import ConnectionNotUsable, client_for, redis_client
+from worker.task_names import SYNC_CONNECTION
+from worker.tasks.common import (
+    MAX_COUNTDOWN,
+    BadTaskArgument,
+    as_id,
+    backoff_seconds,
+    is_transient_db_error,
+    log,
+    short,
+    utcnow,
+)
+
+OVERLAP = timedelta(seconds=int(os.environ.get("BDC_SYNC_OVERLAP_SECONDS", "600")))
+LOCK_TIMEOUT = int(os.environ.get("BDC_SYNC_LOCK_TIMEOUT", "300"))  # seconds; extended after every page
+PAGE_SIZE = int(os.environ.get("BDC_SYNC_PAGE_SIZE", "100"))
+MAX_SYNC_RETRIES = 3
+APPLIED_OUTCOMES = ("created", "updated")
+FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
+
+
+def lock_name(connection_id: int) -> str:
+    return f"bdc:sync-lock:{connection_id}"
+
+
+@dataclass
+class SyncArgs:
+    connection_id: int
+    kind: str
+    full: bool
+    run_id: int | None
+    trigger: str
+
+
+def check_args(connection_id, kind, full, run_id, trigger) -> SyncArgs:
+    if kind not in {k.value for k in SyncKind}:
+        raise BadTaskArgument(f"kind must be one of {[k.value for k in SyncKind]}, got {str(kind)[:40]!r}")
+    if not isinstance(full, bool):
+        raise BadTaskArgument(f"full must be true or false, got {str(full)[:40]!r}")
+    if trigger not in {t.value for t in SyncTrigger}:
+        raise BadTaskArgument(f"trigger must be one of {[t.value for t in SyncTrigger]}, got {str(trigger)[:40]!r}")
+    return SyncArgs(as_id(connection_id, "connection_id"), kind, full,
+                    None if run_id is None else as_id(run_id, "run_id"), trigger)
+
+
+@dataclass
+class RunDedupe:
+    """Which folders this run already applied, in bounded memory.
+
+    In a listing sorted by ``lastUpdate``, a folder can come back only (a) across a page boundary
+    when the listing shifted, or (b) when it changed after the run started (it moves to the end).
+    So remembering the previous page and the folders newer than the run's start is enough; a copy
+    that is newer than what we applied is a real change and is applied again.
+    """
+
+    recent_after: datetime
+    previous_page: dict[str, datetime | None] = field(default_factory=dict)
+    changed_during_run: dict[str, datetime | None] = field(default_factory=dict)
+
+    def filter(self, folders: list[dict]) -> tuple[list[dict], int]:
+        fresh: list[dict] = []
+        skipped = 0
+        page: dict[str, datetime | None] = {}
+        for folder in folders:
+            external_id = str(folder.get("externalId")) if isinstance(folder, dict) else None
+            last_update = datetime_utc(folder.get("lastUpdate")) if isinstance(folder, dict) else None
+            seen = self._seen(external_id)
+            if external_id is not None and seen is not False and (
+                last_update is None or (seen is not None and last_update <= seen)
+            ):
+                skipped += 1
+                continue
+            fresh.append(folder)
+            if external_id is not None:
+                page[external_id] = last_update
+                if last_update is not None and last_update >= self.recent_after:
+                    self.changed_during_run[external_id] = last_update
+        self.previous_page = page
+        return fresh, skipped
+
+    def _seen(self, external_id: str | None) -> datetime | None | bool:
+        """The lastUpdate applied for ``external_id`` in this run, or False when not applied."""
+        if external_id in self.previous_page:
+            return self.previous_page[external_id]
+        if external_id in self.changed_during_run:
+            return self.changed_during_run[external_id]
+        return False
+
+
+@dataclass
+class Counters:
+    pages: int = 0
+    fetched: int = 0
+    applied: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    total: int | None = None
+    max_last_update: datetime | None = None
+
+    def meta(self, run_id: int) -> dict:
+        return {"run_id": run_id, "page": self.pages, "fetched": self.fetched, "applied": self.applied,
+                "unchanged": self.unchanged, "failed": self.failed, "total": self.total}
+
+
+class SyncLock:
+    """The per-connection Redis lock, owned by a task id (re-delivery of the same task takes it over)."""
+
+    def __init__(self, connection_id: int, task_id: str):
+        self.client = redis_client()
+        self.name = lock_name(connection_id)
+        self.token = task_id.encode()
+        self.lock = self.client.lock(self.name, timeout=LOCK_TIMEOUT, blocking=False)
+
+    def acquire(self) -> bool:
+        if self.lock.acquire(token=self.token):
+            return True
+        if self.client.get(self.name) == self.token:
+            # Our own message, re-delivered after its worker died holding the lock.
+            self.lock.local.token = self.token
+            self.lock.extend(LOCK_TIMEOUT, replace_ttl=True)
+            return True
+        return False
+
+    def extend(self) -> None:
+        self.lock.extend(LOCK_TIMEOUT, replace_ttl=True)
+
+    def release(self) -> None:
+        try:
+            self.lock.release()
+        except (LockError, RedisError) as exc:
+            log.warning("sync lock %s not released cleanly: %s", self.name, exc)
+
+
+def _open_run(args: SyncArgs, task_id: str) -> tuple[int, int, datetime | None] | str:
+    """The SyncRun row for this task (given, re-delivered, or new); returns (run_id, tenant_id, cursor)."""
+    with session_scope() as session:
+        connection = session.get(WedofConnection, args.connection_id)
+        if connection is None:
+            if args.run_id is not None:
+                run = session.get(SyncRun, args.run_id)
+                if run is not None:
+                    run.status, run.error, run.finished_at = SyncStatus.FAILED, "connection not found", utcnow()
+            return "unknown connection id"
+        run = None
+        trigger = SyncTrigger(args.trigger)
+        if args.run_id is not None:
+            run = session.get(SyncRun, args.run_id)
+            if run is None or run.connection_id != connection.id:
+                return f"sync run {args.run_id} does not belong to connection {connection.id}"
+            if run.status in FINISHED and run.task_id != task_id:
+                # A finished run re-applied by hand (Flower): record it as a new run, keep the old one.
+                run, trigger = None, SyncTrigger.RETRY
+        else:
+            run = session.scalars(select(SyncRun).where(SyncRun.task_id == task_id)).first()
+        if run is None:
+            run = SyncRun(connection_id=connection.id, kind=SyncKind(args.kind), full=args.full,
+                          trigger=trigger, status=SyncStatus.QUEUED)
+            session.add(run)
+        run.task_id = task_id
+        session.flush()
+        return run.id, connection.tenant_id, connection.sync_cursor
+
+
+def _set_run(run_id: int, **values) -> None:
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        for name, value in values.items():
+            setattr(run, name, value)
+
+
+def _audit_run(run_id: int, action: str, details: dict) -> None:
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        record_audit(session, actor="worker", action=action, tenant_id=run.connection.tenant_id,
+                     target=("sync_run", run.id), details={"connection_id": run.connection_id, **details})
+
+
+def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], counters: Counters,
+                fetched: int, deduped: int, total: int | None) -> None:
+    """Apply one page and record the counters in one transaction."""
+    applied = unchanged = failed = 0
+    max_seen = counters.max_last_update
+    with session_scope() as session:
+        results = apply_folders(session, tenant_id, folders, kind=kind) if folders else []
+        for folder, result in zip(folders, results, strict=True):
+            if isinstance(result, FolderRejected):
+                failed += 1
+                log.warning("sync run %s: %s", run_id, result)
+                continue
+            if result.outcome in APPLIED_OUTCOMES:
+                applied += 1
+            else:
+                unchanged += 1
+            last_update = datetime_utc(folder.get("lastUpdate"))
+            if last_update is not None and (max_seen is None or last_update > max_seen):
+                max_seen = last_update
+        run = session.get(SyncRun, run_id)
+        run.pages += 1
+        run.fetched += fetched
+        run.applied += applied
+        run.unchanged += unchanged + deduped
+        run.failed += failed
+        run.total = total
+    # Only once committed do the in-memory counters move (a failed commit leaves them as they were).
+    counters.pages += 1
+    counters.fetched += fetched
+    counters.applied += applied
+    counters.unchanged += unchanged + deduped
+    counters.failed += failed
+    counters.total = total
+    counters.max_last_update = max_seen
+
+
+def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime | None, lock: SyncLock) -> dict:
+    started = utcnow()
+    incremental = not args.full and cursor is not None
+    window = {"since": cursor - OVERLAP, "until": started} if incremental else {}
+    _set_run(run_id, status=SyncStatus.RUNNING, started_at=started, error=None, finished_at=None,
+             pages=0, fetched=0, applied=0, unchanged=0, failed=0,
+             cursor_from=window.get("since"))
+    with session_scope() as session:
+        connection = session.get(WedofConnection, args.connection_id)
+        client = client_for(connection)
+    counters = Counters()
+    dedupe = RunDedupe(recent_after=started - OVERLAP)
+    with client:
+        for _page, folders, total in client.iter_pages(sort="lastUpdate", order="asc", limit=PAGE_SIZE, **window):
+            fresh, deduped = dedupe.filter(folders)
+            _apply_page(run_id, tenant_id, args.kind, fresh, counters, len(folders), deduped, total)
+            lock.extend()
+            if task.request.id and not task.request.called_directly:
+                task.update_state(state="PROGRESS", meta=counters.meta(run_id))
+    finished = utcnow()
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        run.status, run.finished_at = SyncStatus.SUCCEEDED, finished
+        connection = session.get(WedofConnection, args.connection_id)
+        connection.last_sync_at = finished
+        if args.kind == SyncKind.ALL.value and counters.max_last_update is not None:
+            if connection.sync_cursor is None or counters.max_last_update > connection.sync_cursor:
+                connection.sync_cursor = counters.max_last_update
+        run.cursor_to = connection.sync_cursor
+        record_audit(session, actor="worker", action="sync.succeeded", tenant_id=tenant_id,
+                     target=("sync_run", run_id),
+                     details={"connection_id": args.connection_id, "kind": args.kind, "full": args.full,
+                              "trigger": args.trigger, **counters.meta(run_id)})
+    log.info("sync run %s done: %s", run_id, counters.meta(run_id))
+    return {"status": "succeeded", **counters.meta(run_id)}
+
+
+@app.task(bind=True, name=SYNC_CONNECTION, ignore_result=False, max_retries=MAX_SYNC_RETRIES)
+def sync_connection(self, connection_id, kind="all", full=False, run_id=None, trigger="schedule"):
+    try:
+        args = check_args(connection_id, kind, full, run_id, trigger)
+    except BadTaskArgument as exc:
+        log.error("sync_connection called with a bad argument: %s", exc)
+        return {"status": "rejected", "reason": str(exc)}
+    task_id = self.request.id or f"direct-{uuid.uuid4()}"
+    opened = _open_run(args, task_id)
+    if isinstance(opened, str):
+        log.warning("sync of connection %s not started: %s", args.connection_id, opened)
+        return {"status": "rejected", "reason": opened}
+    run_id, tenant_id, cursor = opened
+
+    lock = SyncLock(args.connection_id, task_id)
+    if not lock.acquire():
+        reason = "another sync of this connection is running"
+        _set_run(run_id, status=SyncStatus.SKIPPED, error=reason, finished_at=utcnow())
+        _audit_run(run_id, "sync.skipped", {"reason": reason})
+        return {"status": "skipped", "run_id": run_id, "reason": reason}
+    try:
+        return run_sync(self, args, run_id, tenant_id, cursor, lock)
+    except Retry:
+        raise
+    except Exception as exc:
+        transient = (isinstance(exc, WedofError) and exc.transient) or is_transient_db_error(exc) \
+            or isinstance(exc, RedisError)
+        message = short(f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, WedofError | ConnectionNotUsable | LockError) and not transient:
+            log.exception("sync run %s failed with an unexpected error", run_id)
+        retrying = transient and self.request.retries < MAX_SYNC_RETRIES and not self.request.called_directly
+        try:
+            # Pages already committed stay; the cursor did not move, so nothing is skipped later.
+            _set_run(run_id, status=SyncStatus.QUEUED if retrying else SyncStatus.FAILED,
+                     error=message + (" (retrying)" if retrying else ""),
+                     finished_at=None if retrying else utcnow())
+            if not retrying:
+                _audit_run(run_id, "sync.failed", {"error": message})
+        except Exception as bookkeeping:  # the database itself may be what failed
+            log.error("sync run %s: could not record the failure (%s)", run_id, type(bookkeeping).__name__)
+        if retrying:
+            retry_after = exc.retry_after if isinstance(exc, WedofRateLimitedError) else None
+            countdown = min(MAX_COUNTDOWN, backoff_seconds(self.request.retries + 1, retry_after))
+            raise self.retry(countdown=countdown, exc=exc) from None
+        return {"status": "failed", "run_id": run_id, "error": message}
+    finally:
+        lock.release()
