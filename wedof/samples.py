@@ -1,7 +1,8 @@
-"""Loader for the real Wedof sample objects (``/work/shared/fixtures/wedof``).
+"""Loader for the real Wedof sample objects (vendored in ``tests/fixtures/wedof``).
 
 The samples were published by Wedof's own team; tests and demos use them to prove the code
-accepts real payloads as they are. ``WEDOF_FIXTURES_DIR`` overrides the location.
+accepts real payloads as they are. Looked up in ``WEDOF_FIXTURES_DIR`` when set, else in the
+repository's ``tests/fixtures/wedof``, else in the shared ``/work/shared/fixtures/wedof``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FIXTURES_DIR = Path("/work/shared/fixtures/wedof")
+REPO_FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "wedof"
+SHARED_FIXTURES_DIR = Path("/work/shared/fixtures/wedof")
 REGISTRATION_FOLDER_SAMPLE = "registration-folder.activepieces-sample.json"
 CERTIFICATION_FOLDER_SAMPLE = "certification-folder.activepieces-sample.json"
 
 
 def fixtures_dir() -> Path:
-    return Path(os.environ.get("WEDOF_FIXTURES_DIR") or DEFAULT_FIXTURES_DIR)
+    if os.environ.get("WEDOF_FIXTURES_DIR"):
+        return Path(os.environ["WEDOF_FIXTURES_DIR"])
+    return REPO_FIXTURES_DIR if REPO_FIXTURES_DIR.is_dir() else SHARED_FIXTURES_DIR
 
 
 def sample_bytes(name: str) -> bytes:
