@@ -1,0 +1,58 @@
+"""Fault injection on /api/* (never on /_sandbox/*), over real HTTP, with the counters that prove it."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+
+def faults(sbx, **settings) -> None:
+    sbx.control("PUT", "/faults", json=settings)
+    sbx.control("POST", "/requests/reset")
+
+
+def test_error_rate_gives_5xx_json_and_is_counted(sbx):
+    faults(sbx, error_rate=1)
+    statuses = [sbx.api("GET", "/users/me") for _ in range(6)]
+    assert {r.status_code for r in statuses} <= {500, 502, 503}
+    assert all("detail" in r.json() for r in statuses)
+    counters = sbx.control("GET", "/requests")
+    assert counters["faults"]["error"] == 6 and counters["total"] == 6 and counters["served"] == 0
+    assert sbx.control("GET", "/health")["status"] == "ok"  # control endpoints are never faulted
+
+
+def test_rate_limit_answers_429_with_retry_after(sbx):
+    faults(sbx, rate_limit_rate=1, retry_after=7)
+    response = sbx.api("GET", "/registrationFolders")
+    assert response.status_code == 429 and response.headers["Retry-After"] == "7"
+    assert sbx.control("GET", "/requests")["faults"]["rate_limit"] == 1
+
+
+def test_drop_closes_the_connection_without_a_response(sbx):
+    faults(sbx, drop_rate=1)
+    with pytest.raises(requests.ConnectionError):
+        sbx.api("GET", "/registrationFolders")
+    faults(sbx, drop_rate=0)  # back to normal: the server survived the drop
+    assert sbx.api("GET", "/users/me").status_code == 200
+
+
+def test_partial_error_rate_is_reproducible_and_counted(sbx):
+    faults(sbx, error_rate=0.5)
+    codes = [sbx.api("GET", "/organisms/me").status_code for _ in range(40)]
+    counters = sbx.control("GET", "/requests")
+    assert 0 < codes.count(200) < 40
+    assert counters["faults"]["error"] == 40 - codes.count(200) == counters["total"] - counters["served"]
+
+
+def test_latency_is_applied_and_counted(sbx):
+    faults(sbx, latency_ms=5)
+    assert sbx.api("GET", "/users/me").status_code == 200
+    assert sbx.control("GET", "/requests")["faults"]["latency"] == 1
+
+
+@pytest.mark.parametrize("bad", [{"error_rate": 1.5}, {"error_rate": "high"}, {"retry_after": -1},
+                                 {"latency_ms": True}, {"unknown": 1}])
+def test_fault_settings_are_validated(sbx, bad):
+    response = requests.put(f"{sbx.url}/_sandbox/faults", json=bad, timeout=10)
+    assert response.status_code == 400 and response.json()["violations"]
+    assert sbx.control("GET", "/faults")["error_rate"] == 0
