@@ -534,3 +534,16 @@ def test_all_typed_errors_share_the_base_class():
         WedofProtocolError,
     ):
         assert issubclass(cls, WedofError)
+
+
+def test_total_count_larger_than_reality_stops_on_the_empty_page(client, mocked):
+    # The list shrank during the sync: the header promised 12, the pages run dry after 7.
+    for page, items in ((1, folders(0, 5)), (2, folders(5, 2)), (3, [])):
+        mocked.get(
+            FOLDERS,
+            json=items,
+            headers={"X-Total-Count": "12"},
+            match=[matchers.query_param_matcher({"page": str(page), "limit": "5"})],
+        )
+    assert len(list(client.iter_registration_folders(limit=5))) == 7
+    assert len(mocked.calls) == 3
