@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 log = logging.getLogger("worker")
 
@@ -57,6 +59,26 @@ def is_transient_db_error(error: BaseException) -> bool:
     if isinstance(error, OperationalError):
         return True
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+T = TypeVar("T")
+CONFLICT_ATTEMPTS = 4
+
+
+def retry_on_conflict(unit_of_work: Callable[..., T], what: str, *args) -> T:
+    """Run a unit of work (it opens its own transaction), again when it lost an insert race.
+
+    Two workers creating the same beneficiary or program at once: one commits, the other hits the
+    unique constraint and rolls back; its next try reads the row the first one created.
+    """
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return unit_of_work(*args)
+        except IntegrityError as exc:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            log.info("%s lost an insert race (%s); trying again", what, type(exc.orig).__name__)
+    raise AssertionError("unreachable")
 
 
 def utcnow() -> datetime:

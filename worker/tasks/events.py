@@ -36,6 +36,7 @@ from worker.tasks.common import (
     backoff_seconds,
     is_transient_db_error,
     log,
+    retry_on_conflict,
     short,
     utcnow,
 )
@@ -155,14 +156,19 @@ def handle_event(event: ClaimedEvent, task_id: str) -> dict:
         _finish(event.id, task_id, status=EventStatus.IGNORED, reason=parsed.ignore_reason or "ignored")
         return {"status": "ignored", "reason": parsed.ignore_reason}
     folder = parsed.folder if parsed.disposition == APPLY else _fetch_folder(event, parsed.folder_external_id)
-    with session_scope() as session:
-        try:
-            result = apply_folder(session, event.tenant_id, folder, kind="all")
-        except FolderRejected as exc:
-            raise PermanentFailure(f"folder refused: {exc}") from None
-        # Same transaction: the folder's effect and the "processed" mark commit together.
-        _finish(event.id, task_id, status=EventStatus.PROCESSED, reason=f"{parsed.disposition}: {result.outcome}",
-                session=session)
+
+    def apply_and_mark():
+        with session_scope() as session:
+            try:
+                result = apply_folder(session, event.tenant_id, folder, kind="all")
+            except FolderRejected as exc:
+                raise PermanentFailure(f"folder refused: {exc}") from None
+            # Same transaction: the folder's effect and the "processed" mark commit together.
+            _finish(event.id, task_id, status=EventStatus.PROCESSED,
+                    reason=f"{parsed.disposition}: {result.outcome}", session=session)
+            return result
+
+    result = retry_on_conflict(apply_and_mark, f"event {event.id}")
     return {"status": "processed", "outcome": result.outcome, "enrollment_id": result.enrollment_id}
 
 

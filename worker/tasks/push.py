@@ -38,6 +38,7 @@ from worker.tasks.common import (
     backoff_seconds,
     is_transient_db_error,
     log,
+    retry_on_conflict,
     short,
 )
 
@@ -134,7 +135,7 @@ def _run_push(task, action: str, enrollment_id, work: Callable[[WedofClient, Tar
         target = _load_target(enrollment_id)
         with _client(target) as client:
             outcome, folder, details = work(client, target)
-        _record(action, target, enrollment_id, outcome, folder, **details)
+        retry_on_conflict(lambda: _record(action, target, enrollment_id, outcome, folder, **details), action)
         return {"status": outcome, **details}
     except Refused as exc:
         _record(action, target, enrollment_id, "failed" if target is None else "refused_locally", reason=str(exc))

@@ -40,6 +40,7 @@ from worker.tasks.common import (
     backoff_seconds,
     is_transient_db_error,
     log,
+    retry_on_conflict,
     short,
     utcnow,
 )
@@ -259,7 +260,8 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
     with client:
         for _page, folders, total in client.iter_pages(sort="lastUpdate", order="asc", limit=PAGE_SIZE, **window):
             fresh, deduped = dedupe.filter(folders)
-            _apply_page(run_id, tenant_id, args.kind, fresh, counters, len(folders), deduped, total)
+            retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}",
+                              run_id, tenant_id, args.kind, fresh, counters, len(folders), deduped, total)
             lock.extend()
             if task.request.id and not task.request.called_directly:
                 task.update_state(state="PROGRESS", meta=counters.meta(run_id))
