@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from bdc.models import (
     Beneficiary,
@@ -145,13 +146,17 @@ def _older(candidate: FolderData, held: FolderData) -> bool:
 
 
 def _assign(row: Any, **fields: Any) -> bool:
-    """Set only the attributes whose value differs; True when anything changed."""
-    changed = False
+    """Write nothing when every value is already held; else write them all and return True.
+
+    Writing every managed column of a changed row (not only the differing ones) gives all the
+    page's updates of a table the same column set, so they go out as one executemany batch.
+    """
+    if all(getattr(row, name) == value for name, value in fields.items()):
+        return False
     for name, value in fields.items():
-        if getattr(row, name) != value:
-            setattr(row, name, value)
-            changed = True
-    return changed
+        setattr(row, name, value)
+        flag_modified(row, name)
+    return True
 
 
 class _Page:
@@ -171,8 +176,9 @@ class _Page:
         self.beneficiary_enrollments: list[Enrollment] = []  # every enrollment of a loaded beneficiary
         self.evaluations: dict[str, Evaluation] = {}
         self.documents: dict[str, Document] = {}
-        self.touched_beneficiaries: list[Beneficiary] = []
         self._load()
+        self.fresh = [not self._is_stale(data) for data in folders]
+        self.final_statuses = self._final_enrollment_statuses()
 
     # -- loading: one query per table ------------------------------------------------------------
 
@@ -224,8 +230,26 @@ class _Page:
 
     # -- applying ------------------------------------------------------------------------------------
 
+    def _final_enrollment_statuses(self) -> dict[str, list[EnrollmentStatus]]:
+        """Each page attendee's enrollment statuses as they will stand once the page is applied.
+
+        Known up front (this page's fresh folders replace what is stored), so each beneficiary's
+        status is written together with its other fields, in one statement.
+        """
+        replaced = {data.external_id for data, fresh in zip(self.folders, self.fresh, strict=True)
+                    if fresh and self.kind == "all"}
+        attendee_of = {b.id: external_id for external_id, b in self.beneficiaries.items()}
+        statuses: dict[str, list[EnrollmentStatus]] = defaultdict(list)
+        for enrollment in self.beneficiary_enrollments:
+            if enrollment.external_id not in replaced and enrollment.beneficiary_id in attendee_of:
+                statuses[attendee_of[enrollment.beneficiary_id]].append(enrollment.status)
+        for data, fresh in zip(self.folders, self.fresh, strict=True):
+            if fresh and self.kind == "all" and data.attendee is not None:
+                statuses[data.attendee.external_id].append(data.status)
+        return statuses
+
     def apply(self) -> list[ApplyResult]:
-        fresh = [not self._is_stale(data) for data in self.folders]
+        fresh = self.fresh
         created = [False] * len(self.folders)
         changed = [False] * len(self.folders)
         with self.session.no_autoflush:
@@ -255,8 +279,7 @@ class _Page:
                     if fresh[i]:
                         changed[i] |= self._upsert_evaluation(data)
                         changed[i] |= self._create_report(data)
-            self._refresh_beneficiary_statuses()
-            self.session.flush()
+                self.session.flush()
         return [self._result(data, fresh[i], created[i], changed[i]) for i, data in enumerate(self.folders)]
 
     def _is_stale(self, data: FolderData) -> bool:
@@ -279,15 +302,16 @@ class _Page:
             self.beneficiaries[attendee.external_id] = beneficiary
             self.users[attendee.external_id] = user
         user = self.users[attendee.external_id]
-        edited = _assign(user, first_name=attendee.first_name, last_name=attendee.last_name)
-        email_changed, overflow = self._claim_email(user, attendee.email)
+        email, overflow = self._claim_email(user, attendee.email)
+        edited = _assign(user, first_name=attendee.first_name, last_name=attendee.last_name, email=email)
         fields = dict(beneficiary.custom_fields or {})
         for key, value in {**attendee.facts, EMAIL_OVERFLOW_KEY: overflow}.items():
             if value is None:
                 fields.pop(key, None)
             else:
                 fields[key] = value
-        edited |= email_changed | _assign(
+        status = beneficiary_status_for(self.final_statuses.get(attendee.external_id, []), beneficiary.status)
+        edited |= _assign(
             beneficiary,
             phone=attendee.phone,
             birth_date=attendee.birth_date,
@@ -296,30 +320,31 @@ class _Page:
             postal_code=attendee.postal_code,
             country=attendee.country,
             custom_fields=fields,  # a new dict: JSON columns only notice reassignment
+            status=status,
         )
-        if beneficiary not in self.touched_beneficiaries:
-            self.touched_beneficiaries.append(beneficiary)
         return made, edited
 
-    def _claim_email(self, user: User, wanted: str | None) -> tuple[bool, str | None]:
-        """Give ``user`` the address unless another user holds it; returns (changed, address kept aside)."""
+    def _claim_email(self, user: User, wanted: str | None) -> tuple[str | None, str | None]:
+        """The address ``user`` may hold and the one kept aside because another user holds it.
+
+        Updates the page's view of who holds what, so later folders of the page see this claim.
+        """
         holder = self.email_holders.get(wanted) if wanted else None
         stored = wanted if holder is None or holder is user else None
         overflow = wanted if wanted and stored is None else None
         current = user.email
         if current == stored:
-            return False, overflow
+            return stored, overflow
         if stored is not None and stored in self.released_emails:
             # Another user gave this address up earlier in the page: write that first, so the
             # unique index never sees the address twice within one flush.
             self.session.flush()
-        user.email = stored
         if current is not None and self.email_holders.get(current) is user:
             del self.email_holders[current]
             self.released_emails.add(current)
         if stored is not None:
             self.email_holders[stored] = user
-        return True, overflow
+        return stored, overflow
 
     def _upsert_program(self, data: ProgramData) -> tuple[bool, bool]:
         program = self.programs.get(data.external_id)
@@ -351,23 +376,22 @@ class _Page:
             self.session.add(enrollment)
             self.enrollments[data.external_id] = enrollment
             self.beneficiary_enrollments.append(enrollment)
-        fields: dict[str, Any] = {
-            "beneficiary_id": beneficiary.id,
-            "program_id": program.id,
-            "status": data.status,
-            "wedof_state": data.state,
-            "wedof_billing_state": data.billing_state,
-            "wedof_last_update": data.last_update,
-        }
-        # Absent values keep what we hold: Wedof never forgets a history date, and a null rate
-        # means "not reported", not "back to zero".
-        if data.completion_rate is not None:
-            fields["progress"] = values.whole_percent(data.completion_rate)
-        if data.enrolled_at is not None:
-            fields["enrolled_at"] = data.enrolled_at
-        if data.completed_at is not None:
-            fields["completed_at"] = data.completed_at
-        return made, _assign(enrollment, **fields)
+        rate = data.completion_rate
+        edited = _assign(
+            enrollment,
+            beneficiary_id=beneficiary.id,
+            program_id=program.id,
+            status=data.status,
+            wedof_state=data.state,
+            wedof_billing_state=data.billing_state,
+            wedof_last_update=data.last_update,
+            # Absent values keep what we hold: Wedof never forgets a history date, and a null
+            # rate means "not reported", not "back to zero".
+            progress=enrollment.progress if rate is None else values.whole_percent(rate),
+            enrolled_at=data.enrolled_at or enrollment.enrolled_at,
+            completed_at=data.completed_at or enrollment.completed_at,
+        )
+        return made, edited
 
     def _upsert_evaluation(self, data: FolderData) -> bool:
         if data.completion_rate is None:
@@ -420,14 +444,6 @@ class _Page:
         self.session.add(document)
         self.documents[key] = document
         return True
-
-    def _refresh_beneficiary_statuses(self) -> None:
-        by_beneficiary: dict[int, list[EnrollmentStatus]] = defaultdict(list)
-        for enrollment in self.beneficiary_enrollments:
-            by_beneficiary[enrollment.beneficiary_id].append(enrollment.status)
-        for beneficiary in self.touched_beneficiaries:
-            statuses = by_beneficiary.get(beneficiary.id, []) if beneficiary.id is not None else []
-            _assign(beneficiary, status=beneficiary_status_for(statuses, beneficiary.status))
 
     def _result(self, data: FolderData, fresh: bool, created: bool, changed: bool) -> ApplyResult:
         enrollment = self.enrollments.get(data.external_id) if self.kind == "all" else None

@@ -1,0 +1,803 @@
+"""Applying Wedof registration folders to the BDC data layer, on SQLite and PostgreSQL.
+
+The folders are built from the real key set (wedof-api.md §4) and the real Wedof samples; every
+check reads the rows back from the database.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import event, func, select
+
+from bdc.models import (
+    Beneficiary,
+    BeneficiaryStatus,
+    Document,
+    DocumentType,
+    Enrollment,
+    EnrollmentStatus,
+    Evaluation,
+    EvaluationStatus,
+    Program,
+    Tenant,
+    User,
+    UserRole,
+)
+from wedof.mapping import ApplyResult, FolderRejected, apply_folder, apply_folders
+from wedof.samples import certification_folder_sample, registration_folder_sample
+
+MODELS = (User, Beneficiary, Program, Enrollment, Evaluation, Document)
+
+
+def make_folder(
+    external_id="4270885603",
+    *,
+    attendee_id=81234,
+    email="Camille.Martin@Example.fr ",
+    state="inTraining",
+    last_update="2025-02-03T09:12:44.517Z",
+    completion_rate=40,
+    action_id="12345678900012_bilan-24h-action",
+    title="Bilan de compétences - 24h",
+    **top,
+) -> dict:
+    """A registration folder with the real keys (values invented, as in wedof-api.md §4)."""
+    folder = {
+        "externalId": external_id,
+        "type": "cpf",
+        "state": state,
+        "attendeeState": "serviceDoneNotDeclared",
+        "billingState": "notBillable",
+        "controlState": "notInControl",
+        "completionRate": completion_rate,
+        "lastUpdate": last_update,
+        "createdOn": "2025-01-06T10:02:11.000Z",
+        "updatedOn": last_update,
+        "permalink": f"https://www.wedof.fr/dossier-formation-{external_id}",
+        "tags": [],
+        "files": [],
+        "attendee": {
+            "id": attendee_id,
+            "firstName": "Camille",
+            "lastName": "Martin",
+            "email": email,
+            "phoneNumber": "0612345678",
+            "phoneFixed": None,
+            "dateOfBirth": "1987-05-14T00:00:00.000Z",
+            "gender": None,
+            "degree": 6,
+            "degreeTitle": "BAC+3/4 (NIVEAU 6)",
+            "poleEmploiId": None,
+            "address": {
+                "number": "12",
+                "roadTypeLabel": "Rue",
+                "roadName": "des Lilas",
+                "zipCode": "69003",
+                "city": "Lyon",
+                "country": None,
+                "countryCode": None,
+                "fullAddress": None,
+            },
+        },
+        "trainingActionInfo": {
+            "title": title,
+            "externalId": action_id,
+            "trainingActionId": "12345678900012_bilan-24h/bilan-24h-action",
+            "sessionStartDate": "2025-01-20T00:00:00.000Z",
+            "sessionEndDate": "2025-03-20T00:00:00.000Z",
+            "indicativeDuration": 24,
+            "content": "Un bilan en trois phases.",
+            "trainingGoal": "string",
+        },
+        "history": {
+            "notProcessedDate": "2025-01-06T10:02:11.000Z",
+            "acceptedDate": "2025-01-08T08:00:00.000Z",
+            "inTrainingDate": "2025-01-20T09:00:00.000Z",
+            "terminatedDate": None,
+            "serviceDoneDeclaredDate": None,
+        },
+    }
+    folder.update(top)
+    return folder
+
+
+def add_tenant(session, slug="acme") -> int:
+    tenant = Tenant(name=slug.title(), slug=slug)
+    session.add(tenant)
+    session.flush()
+    return tenant.id
+
+
+@pytest.fixture
+def tenant(session) -> int:
+    tenant_id = add_tenant(session)
+    session.commit()
+    return tenant_id
+
+
+def counts(session) -> dict[str, int]:
+    return {model.__name__: session.scalar(select(func.count()).select_from(model)) for model in MODELS}
+
+
+def snapshot(session) -> dict:
+    """Every mapped row by natural key, without surrogate ids or timestamps (comparable across runs)."""
+    session.expire_all()
+    users = {u.id: u for u in session.scalars(select(User))}
+    bens = {b.id: b for b in session.scalars(select(Beneficiary))}
+    progs = {p.id: p for p in session.scalars(select(Program))}
+    enrs = {e.id: e for e in session.scalars(select(Enrollment))}
+    data: dict = {}
+    for b in bens.values():
+        u = users[b.user_id]
+        data[("ben", b.tenant_id, b.external_id)] = (
+            u.email,
+            u.first_name,
+            u.last_name,
+            u.role,
+            u.tenant_id,
+            b.phone,
+            b.birth_date,
+            b.address,
+            b.city,
+            b.postal_code,
+            b.country,
+            b.status,
+            b.custom_fields,
+        )
+    for p in progs.values():
+        data[("prog", p.tenant_id, p.external_id)] = (
+            p.name,
+            p.description,
+            p.category,
+            p.duration_hours,
+            p.start_date,
+            p.end_date,
+            p.status,
+        )
+    for e in enrs.values():
+        data[("enr", e.tenant_id, e.external_id)] = (
+            bens[e.beneficiary_id].external_id,
+            progs[e.program_id].external_id,
+            e.status,
+            e.progress,
+            e.wedof_state,
+            e.wedof_billing_state,
+            e.wedof_last_update,
+            e.enrolled_at,
+            e.completed_at,
+        )
+    for v in session.scalars(select(Evaluation)):
+        data[("eval", v.tenant_id, v.external_id)] = (
+            bens[v.beneficiary_id].external_id,
+            enrs[v.enrollment_id].external_id,
+            v.title,
+            v.score,
+            v.status,
+        )
+    for d in session.scalars(select(Document)):
+        data[("doc", d.tenant_id, d.external_id)] = (
+            bens[d.beneficiary_id].external_id,
+            enrs[d.enrollment_id].external_id,
+            d.title,
+            d.type,
+            d.meta,
+        )
+    return data
+
+
+@contextmanager
+def statements(session):
+    """Record every SQL statement the session's connection sends."""
+    seen: list[str] = []
+    engine = session.get_bind()
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.lstrip().split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def one(session, model, **where):
+    rows = session.scalars(select(model).filter_by(**where)).all()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+# -- the real samples -------------------------------------------------------------------------------
+
+
+def test_real_registration_folder_sample_applies_as_it_is(session, tenant):
+    result = apply_folder(session, tenant, registration_folder_sample())
+    session.commit()
+    assert result.outcome == "created"
+    ben = one(session, Beneficiary, external_id="2024")
+    user = session.get(User, ben.user_id)
+    # Swapped in Wedof's own sample; kept faithfully.
+    assert (user.first_name, user.last_name) == ("Doe", "john")
+    assert user.email == "john.doe@gmail.com" and user.role == UserRole.STUDENT and user.tenant_id == tenant
+    assert ben.phone == "(323) 853-2456"
+    # "string" placeholders are no address; a lone number is not one either.
+    assert (ben.address, ben.city, ben.postal_code, ben.birth_date) == (None, None, None, None)
+    assert ben.custom_fields == {
+        "wedof_degree": 7,
+        "wedof_degree_title": "BAC+5 : grade master, DEA, DESS, ingénieur... (NIVEAU 7)",
+    }
+    program = one(session, Program, external_id="53222292400039_scrum-online-action-v2")
+    assert (program.name, program.category, program.duration_hours) == ("Titre formation", "formation", 14)
+    assert program.description is None  # content and trainingGoal are both "string"
+    assert (program.start_date, program.end_date) == (date(2024, 3, 28), date(2024, 3, 29))
+    enrollment = one(session, Enrollment, external_id="12345678901234")
+    assert (enrollment.status, enrollment.wedof_state, enrollment.wedof_billing_state) == (
+        EnrollmentStatus.ENROLLED,
+        "accepted",
+        "notBillable",
+    )
+    assert enrollment.progress == 0
+    assert enrollment.wedof_last_update == datetime(2024, 3, 15, 14, 26, 51, 842000, tzinfo=UTC)
+    assert enrollment.enrolled_at == datetime(2024, 6, 16, 14, 26, 51, tzinfo=UTC)
+    assert enrollment.completed_at is None
+    assert (result.enrollment_id, result.beneficiary_id, result.program_id) == (
+        enrollment.id,
+        ben.id,
+        program.id,
+    )
+    assert counts(session) == {
+        "User": 1,
+        "Beneficiary": 1,
+        "Program": 1,
+        "Enrollment": 1,
+        "Evaluation": 0,
+        "Document": 0,
+    }
+
+
+def test_certification_folder_sample_is_rejected_and_writes_nothing(session, tenant):
+    for kind in ("all", "stagiaires", "formations"):
+        with pytest.raises(FolderRejected, match="certification folder"):
+            apply_folder(session, tenant, certification_folder_sample(), kind=kind)
+    assert set(counts(session).values()) == {0}
+
+
+# -- outcomes and level triggering ------------------------------------------------------------------
+
+
+def test_created_then_unchanged_writes_nothing_at_all(session, tenant):
+    folder = make_folder()
+    assert apply_folder(session, tenant, folder).outcome == "created"
+    session.commit()
+    before = snapshot(session)
+    stamps = {(m.__name__, r.id): r.updated_at for m in MODELS for r in session.scalars(select(m))}
+    with statements(session) as seen:
+        result = apply_folder(session, tenant, copy.deepcopy(folder))
+        session.commit()
+    assert result.outcome == "unchanged"
+    assert set(seen) == {"SELECT"}, seen
+    assert snapshot(session) == before
+    assert {(m.__name__, r.id): r.updated_at for m in MODELS for r in session.scalars(select(m))} == stamps
+
+
+def test_a_newer_folder_updates_and_an_older_one_is_stale(session, tenant):
+    v1 = make_folder(state="accepted", completion_rate=None, last_update="2025-01-08T08:00:00.000Z")
+    v2 = make_folder(state="inTraining", completion_rate=40, last_update="2025-02-03T09:12:44.517Z")
+    assert apply_folder(session, tenant, v1).outcome == "created"
+    assert apply_folder(session, tenant, v2).outcome == "updated"
+    session.commit()
+    after_v2, rows = snapshot(session), counts(session)
+    with statements(session) as seen:
+        assert apply_folder(session, tenant, v1).outcome == "stale"
+    assert set(seen) == {"SELECT"}
+    assert snapshot(session) == after_v2 and counts(session) == rows
+    enrollment = one(session, Enrollment, external_id="4270885603")
+    assert (enrollment.status, enrollment.progress, enrollment.wedof_state) == (
+        EnrollmentStatus.ACTIVE,
+        40,
+        "inTraining",
+    )
+
+
+def test_out_of_order_delivery_keeps_the_newest(session, tenant):
+    v1 = make_folder(state="accepted", completion_rate=None, last_update="2025-01-08T08:00:00.000Z")
+    v2 = make_folder(state="terminated", completion_rate=100, last_update="2025-03-20T08:00:00.000Z")
+    assert apply_folder(session, tenant, v2).outcome == "created"
+    assert apply_folder(session, tenant, v1).outcome == "stale"
+    assert apply_folder(session, tenant, v2).outcome == "unchanged"
+    session.commit()
+    assert counts(session) == {
+        "User": 1,
+        "Beneficiary": 1,
+        "Program": 1,
+        "Enrollment": 1,
+        "Evaluation": 1,
+        "Document": 1,
+    }
+    assert one(session, Enrollment).status == EnrollmentStatus.COMPLETED
+
+
+def test_equal_last_update_with_other_data_is_applied(session, tenant):
+    apply_folder(session, tenant, make_folder(completion_rate=40))
+    assert apply_folder(session, tenant, make_folder(completion_rate=55)).outcome == "updated"
+    assert one(session, Enrollment).progress == 55
+
+
+def test_missing_last_update_applies_only_when_nothing_dated_is_stored(session, tenant):
+    undated = make_folder(last_update=None, completion_rate=10)
+    assert apply_folder(session, tenant, undated).outcome == "created"
+    assert (
+        apply_folder(session, tenant, make_folder(last_update="garbage", completion_rate=20)).outcome
+        == "updated"
+    )
+    assert one(session, Enrollment).progress == 20
+    dated = make_folder(last_update="2025-02-03T09:12:44.517Z", completion_rate=30)
+    assert apply_folder(session, tenant, dated).outcome == "updated"
+    assert apply_folder(session, tenant, undated).outcome == "stale"
+    assert one(session, Enrollment).progress == 30
+
+
+def test_last_update_with_offset_is_compared_in_utc(session, tenant):
+    apply_folder(
+        session, tenant, make_folder(last_update="2025-02-03T10:00:00.000+02:00", completion_rate=10)
+    )
+    # 09:00Z is later than 08:00Z (10:00+02:00).
+    assert (
+        apply_folder(
+            session, tenant, make_folder(last_update="2025-02-03T09:00:00Z", completion_rate=20)
+        ).outcome
+        == "updated"
+    )
+    assert (
+        apply_folder(
+            session, tenant, make_folder(last_update="2025-02-03T08:30:00Z", completion_rate=5)
+        ).outcome
+        == "stale"
+    )
+
+
+# -- progress, evaluation, report -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rate", "progress", "score"),
+    [
+        (40, 40, 40.0),
+        (0, 0, 0.0),
+        (100, 100, 100.0),
+        (150, 100, 100.0),
+        (-5, 0, 0.0),
+        ("62", 62, 62.0),
+        (33.5, 34, 33.5),
+    ],
+)
+def test_completion_rate_sets_progress_and_evaluation(session, tenant, rate, progress, score):
+    apply_folder(session, tenant, make_folder(completion_rate=rate))
+    assert one(session, Enrollment).progress == progress
+    evaluation = one(session, Evaluation, external_id="4270885603:completion")
+    assert evaluation.score == score
+    assert evaluation.title == "Taux de réalisation — Bilan de compétences - 24h"
+    assert evaluation.status == (
+        EvaluationStatus.COMPLETED if progress == 100 and score == 100 else EvaluationStatus.IN_PROGRESS
+    )
+
+
+@pytest.mark.parametrize("rate", [None, "n/a", "abc", True, [], {"v": 1}, float("nan"), float("inf")])
+def test_unusable_completion_rate_keeps_what_we_hold(session, tenant, rate):
+    apply_folder(session, tenant, make_folder(completion_rate=35, last_update="2025-02-01T00:00:00Z"))
+    result = apply_folder(
+        session, tenant, make_folder(completion_rate=rate, last_update="2025-02-02T00:00:00Z")
+    )
+    assert result.outcome == "updated"  # lastUpdate moved on
+    assert one(session, Enrollment).progress == 35
+    assert one(session, Evaluation).score == 35
+
+
+def test_no_rate_no_evaluation(session, tenant):
+    apply_folder(session, tenant, make_folder(completion_rate=None))
+    assert counts(session)["Evaluation"] == 0
+
+
+def test_evaluation_follows_the_rate(session, tenant):
+    apply_folder(session, tenant, make_folder(completion_rate=40, last_update="2025-02-01T00:00:00Z"))
+    apply_folder(session, tenant, make_folder(completion_rate=100, last_update="2025-02-02T00:00:00Z"))
+    evaluation = one(session, Evaluation)
+    assert (evaluation.score, evaluation.status) == (100, EvaluationStatus.COMPLETED)
+
+
+def test_bilan_report_is_created_once_and_kept(session, tenant):
+    apply_folder(session, tenant, make_folder(state="inTraining", last_update="2025-02-01T00:00:00Z"))
+    assert counts(session)["Document"] == 0
+    terminated = make_folder(state="terminated", completion_rate=100, last_update="2025-03-01T00:00:00Z")
+    terminated["history"]["terminatedDate"] = "2025-03-01T00:00:00.000Z"
+    apply_folder(session, tenant, terminated)
+    session.commit()
+    document = one(session, Document, external_id="4270885603:bilan-report")
+    first = (document.id, document.title, document.meta, document.updated_at)
+    assert document.type == DocumentType.BILAN_REPORT
+    assert document.title == "Rapport de bilan — Camille Martin"
+    assert document.meta["wedof_state"] == "terminated"
+    assert document.meta["state_date"] == "2025-03-01T00:00:00.000Z"
+    assert document.meta["permalink"] == "https://www.wedof.fr/dossier-formation-4270885603"
+    enrollment = one(session, Enrollment)
+    assert enrollment.completed_at == datetime(2025, 3, 1, tzinfo=UTC)
+    assert document.enrollment_id == enrollment.id and document.beneficiary_id == enrollment.beneficiary_id
+    for state, when in [("serviceDoneDeclared", "2025-03-05"), ("serviceDoneValidated", "2025-03-09")]:
+        moved = copy.deepcopy(terminated)
+        moved.update(state=state, lastUpdate=f"{when}T00:00:00Z")
+        assert apply_folder(session, tenant, moved).outcome == "updated"
+    session.commit()
+    session.expire_all()
+    document = one(session, Document)
+    assert (document.id, document.title, document.meta, document.updated_at) == first
+
+
+def test_report_created_when_first_seen_already_done(session, tenant):
+    apply_folder(session, tenant, make_folder(state="serviceDoneValidated"))
+    document = one(session, Document)
+    assert document.meta["wedof_state"] == "serviceDoneValidated"
+    assert one(session, Beneficiary).status == BeneficiaryStatus.COMPLETED
+
+
+# -- attendee values --------------------------------------------------------------------------------
+
+
+def test_accents_kept_and_placeholders_dropped(session, tenant):
+    folder = make_folder()
+    folder["attendee"].update(
+        firstName="Hélène",
+        lastName="Françoise-Noël",
+        email="  ",
+        phoneNumber="N/A",
+        phoneFixed="04 78 00 00 00",
+        dateOfBirth="not a date",
+        gender="F",
+    )
+    folder["attendee"]["address"] = {
+        "number": "null",
+        "roadTypeLabel": "Allée",
+        "roadName": "des Érables",
+        "zipCode": "",
+        "city": "Saint-Étienne",
+        "country": "string",
+        "countryCode": "FR",
+        "fullAddress": None,
+    }
+    apply_folder(session, tenant, folder)
+    ben = one(session, Beneficiary)
+    user = session.get(User, ben.user_id)
+    assert (user.first_name, user.last_name, user.email) == ("Hélène", "Françoise-Noël", None)
+    assert (ben.phone, ben.birth_date) == ("04 78 00 00 00", None)
+    assert (ben.address, ben.city, ben.postal_code, ben.country) == (
+        "Allée des Érables",
+        "Saint-Étienne",
+        None,
+        "FR",
+    )
+    assert ben.custom_fields["wedof_gender"] == "F"
+
+
+def test_full_address_and_birth_date(session, tenant):
+    folder = make_folder()
+    folder["attendee"]["address"]["fullAddress"] = "12 rue des Lilas, 69003 Lyon"
+    apply_folder(session, tenant, folder)
+    ben = one(session, Beneficiary)
+    assert ben.address == "12 rue des Lilas, 69003 Lyon"
+    assert ben.birth_date == date(1987, 5, 14)
+    assert session.get(User, ben.user_id).email == "camille.martin@example.fr"
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@b", "two@@x.fr", "sp ace@x.fr", 12, ["a@b.fr"], None])
+def test_invalid_email_is_null(session, tenant, email):
+    apply_folder(session, tenant, make_folder(email=email))
+    assert session.scalar(select(User.email)) is None
+
+
+def test_program_category_and_fallback_name(session, tenant):
+    folders = [
+        make_folder("1", action_id="a1", title="BILAN DE COMPETENCES complet"),
+        make_folder("2", action_id="a2", title="Anglais professionnel"),
+        make_folder("3", action_id="a3", title=None),
+    ]
+    apply_folders(session, tenant, folders)
+    programs = {p.external_id: p for p in session.scalars(select(Program))}
+    assert programs["a1"].category == "bilan_competences"
+    assert programs["a2"].category == "formation"
+    assert (programs["a3"].name, programs["a3"].category) == ("Formation a3", "formation")
+
+
+def test_training_action_id_is_the_fallback_key(session, tenant):
+    folder = make_folder()
+    folder["trainingActionInfo"]["externalId"] = None
+    result = apply_folder(session, tenant, folder)
+    assert session.get(Program, result.program_id).external_id == "12345678900012_bilan-24h/bilan-24h-action"
+
+
+# -- email collisions -------------------------------------------------------------------------------
+
+
+def test_email_taken_in_another_tenant_is_kept_aside(session, tenant):
+    other = add_tenant(session, "other")
+    apply_folder(session, other, make_folder())
+    apply_folder(session, tenant, make_folder())
+    session.commit()
+    users = {u.tenant_id: u for u in session.scalars(select(User))}
+    assert users[other].email == "camille.martin@example.fr"
+    assert users[tenant].email is None
+    ben = one(session, Beneficiary, tenant_id=tenant)
+    assert ben.custom_fields["wedof_email"] == "camille.martin@example.fr"
+    assert apply_folder(session, tenant, make_folder()).outcome == "unchanged"
+
+
+def test_email_of_another_attendee_in_the_same_page(session, tenant):
+    results = apply_folders(
+        session, tenant, [make_folder("1", attendee_id=1), make_folder("2", attendee_id=2)]
+    )
+    session.commit()
+    assert [r.outcome for r in results] == ["created", "created"]
+    emails = {
+        b.external_id: (session.get(User, b.user_id).email, b.custom_fields.get("wedof_email"))
+        for b in session.scalars(select(Beneficiary))
+    }
+    assert emails == {"1": ("camille.martin@example.fr", None), "2": (None, "camille.martin@example.fr")}
+
+
+def test_email_released_and_claimed_in_one_page(session, tenant):
+    apply_folders(
+        session,
+        tenant,
+        [make_folder("1", attendee_id=1, email="a@x.fr"), make_folder("2", attendee_id=2, email="b@x.fr")],
+    )
+    session.commit()
+    # Attendee 1 moves to c@x.fr, attendee 2 takes a@x.fr: valid only if the release is written first.
+    apply_folders(
+        session,
+        tenant,
+        [
+            make_folder("1", attendee_id=1, email="c@x.fr", last_update="2025-03-01T00:00:00Z"),
+            make_folder("2", attendee_id=2, email="a@x.fr", last_update="2025-03-01T00:00:00Z"),
+        ],
+    )
+    session.commit()
+    emails = {b.external_id: session.get(User, b.user_id).email for b in session.scalars(select(Beneficiary))}
+    assert emails == {"1": "c@x.fr", "2": "a@x.fr"}
+    # And in the other order: attendee 2 cannot take b... wait, attendee 1 claims b@x.fr held by 2 first.
+    apply_folders(
+        session,
+        tenant,
+        [
+            make_folder("2", attendee_id=2, email="b@x.fr", last_update="2025-04-01T00:00:00Z"),
+            make_folder("1", attendee_id=1, email="a@x.fr", last_update="2025-04-01T00:00:00Z"),
+        ],
+    )
+    session.commit()
+    emails = {b.external_id: session.get(User, b.user_id).email for b in session.scalars(select(Beneficiary))}
+    assert emails == {"1": "a@x.fr", "2": "b@x.fr"}
+
+
+def test_email_held_by_a_non_student_user(session, tenant):
+    session.add(User(tenant_id=None, email="camille.martin@example.fr", role=UserRole.SUPER_ADMIN))
+    session.flush()
+    apply_folder(session, tenant, make_folder())
+    ben = one(session, Beneficiary)
+    assert session.get(User, ben.user_id).email is None
+    assert ben.custom_fields["wedof_email"] == "camille.martin@example.fr"
+
+
+# -- tenants and kinds ------------------------------------------------------------------------------
+
+
+def test_same_ids_in_two_tenants_are_separate_rows(session, tenant):
+    other = add_tenant(session, "other")
+    a = apply_folder(session, tenant, make_folder(email="a@x.fr"))
+    b = apply_folder(session, other, make_folder(email="b@x.fr", completion_rate=70))
+    session.commit()
+    assert a.outcome == b.outcome == "created"
+    assert len({a.enrollment_id, b.enrollment_id}) == 2
+    assert len({a.beneficiary_id, b.beneficiary_id}) == 2 and len({a.program_id, b.program_id}) == 2
+    assert session.get(Enrollment, a.enrollment_id).progress == 40
+    assert session.get(Enrollment, b.enrollment_id).progress == 70
+    assert counts(session) == {
+        "User": 2,
+        "Beneficiary": 2,
+        "Program": 2,
+        "Enrollment": 2,
+        "Evaluation": 2,
+        "Document": 0,
+    }
+
+
+def test_kind_stagiaires_writes_only_the_attendee(session, tenant):
+    result = apply_folder(session, tenant, make_folder(), kind="stagiaires")
+    assert result.outcome == "created" and result.enrollment_id is None and result.program_id is None
+    assert counts(session) == {
+        "User": 1,
+        "Beneficiary": 1,
+        "Program": 0,
+        "Enrollment": 0,
+        "Evaluation": 0,
+        "Document": 0,
+    }
+    assert apply_folder(session, tenant, make_folder(), kind="stagiaires").outcome == "unchanged"
+    # A folder without a training action still carries an attendee.
+    folder = make_folder("55", trainingActionInfo=None)
+    assert apply_folder(session, tenant, folder, kind="stagiaires").outcome == "unchanged"
+
+
+def test_kind_formations_writes_only_the_program(session, tenant):
+    folder = make_folder(attendee=None)
+    result = apply_folder(session, tenant, folder, kind="formations")
+    assert result.outcome == "created" and result.beneficiary_id is None and result.enrollment_id is None
+    assert counts(session) == {
+        "User": 0,
+        "Beneficiary": 0,
+        "Program": 1,
+        "Enrollment": 0,
+        "Evaluation": 0,
+        "Document": 0,
+    }
+    assert apply_folder(session, tenant, folder, kind="formations").outcome == "unchanged"
+
+
+def test_kind_all_then_partial_kinds_are_unchanged(session, tenant):
+    apply_folder(session, tenant, make_folder(state="terminated", completion_rate=100))
+    for kind in ("stagiaires", "formations", "all"):
+        assert (
+            apply_folder(
+                session, tenant, make_folder(state="terminated", completion_rate=100), kind=kind
+            ).outcome
+            == "unchanged"
+        )
+
+
+def test_unknown_kind_is_a_caller_error(session, tenant):
+    with pytest.raises(ValueError) as info:
+        apply_folder(session, tenant, make_folder(), kind="bilans")
+    assert not isinstance(info.value, FolderRejected)
+
+
+# -- rejection --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [
+        None,
+        [],
+        "folder",
+        42,
+        {},
+        {"externalId": None},
+        {"externalId": ""},
+        {"externalId": "  "},
+        {"externalId": True},
+        {"externalId": "../../users/me"},
+        {"externalId": "x" * 53},
+        make_folder(attendee=None),
+        make_folder(attendee={"id": None}),
+        make_folder(attendee={"id": True}),
+        make_folder(attendee="81234"),
+        make_folder(trainingActionInfo=None),
+        make_folder(trainingActionInfo={"externalId": None, "trainingActionId": None, "title": "x"}),
+        make_folder(trainingActionInfo={"externalId": "y" * 201}),
+    ],
+)
+def test_unusable_folders_are_rejected_without_writing(session, tenant, folder):
+    with pytest.raises(FolderRejected):
+        apply_folder(session, tenant, folder)
+    assert set(counts(session).values()) == {0}
+
+
+def test_rejected_folder_names_its_external_id(session, tenant):
+    with pytest.raises(FolderRejected) as info:
+        apply_folder(session, tenant, make_folder("777", attendee=None))
+    assert info.value.external_id == "777" and "attendee" in info.value.reason
+
+
+# -- batch ------------------------------------------------------------------------------------------
+
+
+def test_batch_isolates_bad_folders_in_their_slots(session, tenant):
+    page = [
+        make_folder("1", attendee_id=1, email="a@x.fr"),
+        "garbage",
+        make_folder(None),
+        make_folder("4", attendee_id=4, email="b@x.fr"),
+    ]
+    results = apply_folders(session, tenant, page)
+    assert isinstance(results[0], ApplyResult) and results[0].outcome == "created"
+    assert isinstance(results[1], FolderRejected) and isinstance(results[2], FolderRejected)
+    assert isinstance(results[3], ApplyResult) and results[3].outcome == "created"
+    assert counts(session)["Enrollment"] == 2
+
+
+def test_batch_keeps_the_newest_copy_of_a_folder(session, tenant):
+    old = make_folder("1", completion_rate=10, last_update="2025-02-01T00:00:00Z")
+    new = make_folder("1", completion_rate=90, last_update="2025-02-05T00:00:00Z")
+    for page in ([old, new], [new, old]):
+        session.rollback()
+        results = apply_folders(session, tenant, page)
+        assert sorted(r.outcome for r in results) == ["created", "stale"]
+        assert len({r.enrollment_id for r in results}) == 1
+        assert one(session, Enrollment).progress == 90
+        assert counts(session)["Evaluation"] == 1
+
+
+def test_empty_page(session, tenant):
+    with statements(session) as seen:
+        assert apply_folders(session, tenant, []) == []
+    assert seen == []
+
+
+def page_of(n: int, offset: int = 0) -> list[dict]:
+    """n distinct folders; attendees and programs shared by pairs, a few in end states."""
+    states = ["accepted", "inTraining", "terminated", "serviceDoneDeclared", "canceledByAttendee"]
+    return [
+        make_folder(
+            str(1000 + offset + i),
+            attendee_id=offset + i // 2,
+            email=f"p{(offset + i) // 2}@x.fr",
+            state=states[i % len(states)],
+            completion_rate=(i * 7) % 101,
+            action_id=f"action-{i % 3}",
+            title=f"Formation {i % 3}",
+        )
+        for i in range(n)
+    ]
+
+
+def test_batch_equals_one_by_one(session, tenant):
+    page = page_of(12) + [
+        make_folder(
+            "1003", attendee_id=1, email="p1@x.fr", state="terminated", last_update="2025-01-01T00:00:00Z"
+        )
+    ]  # an older duplicate
+    page.append(make_folder("2000", attendee_id=99, email="p3@x.fr"))  # email held by attendee 3
+    for i, folder in enumerate(page_of(4, offset=100)):  # folders already stored, some updated
+        apply_folder(session, tenant, folder)
+        page.append(dict(folder, lastUpdate="2025-06-01T00:00:00Z", state="inTraining") if i % 2 else folder)
+    session.commit()
+    for folder in page:
+        try:
+            apply_folder(session, tenant, folder)
+        except FolderRejected:
+            pass
+    one_by_one = snapshot(session)
+    session.rollback()
+    apply_folders(session, tenant, page)
+    assert snapshot(session) == one_by_one
+
+
+def test_batch_query_count_does_not_grow_with_the_page(session, tenant):
+    """A handful of statements per page. Reads: one per table. Writes: one batch per table on
+    PostgreSQL; SQLAlchemy sends SQLite inserts that must return new ids one row at a time
+    (in-process, cheap), so there only the reads and updates are bounded."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+
+    def run(page):
+        with statements(session) as seen:
+            apply_folders(session, tenant, page)
+        session.commit()
+        return seen
+
+    def check(seen, inserted_rows):
+        assert seen.count("SELECT") <= 6, seen  # beneficiaries+users, email holders, programs, enrollments, evaluations, documents
+        assert len([s for s in seen if s not in ("SELECT", "INSERT")]) <= 6, seen  # one UPDATE batch per table
+        assert seen.count("INSERT") <= (6 if postgres else inserted_rows), seen
+
+    small, big = run(page_of(4)), run(page_of(40, offset=10))
+    check(small, inserted_rows=4 * 3 + 2 * 2 + 2 + 2)
+    check(big, inserted_rows=40 * 3 + 20 * 2 + 3 + 16)
+    if postgres:
+        assert abs(len(big) - len(small)) <= 1, (small, big)
+    updated = [dict(f, lastUpdate="2025-06-01T00:00:00Z", completionRate=100, state="serviceDoneValidated")
+               for f in page_of(40, offset=10)]
+    again = run(updated)
+    check(again, inserted_rows=40)  # the reports not created yet
+    assert "UPDATE" in again
+    unchanged = run(updated)
+    assert set(unchanged) == {"SELECT"} and len(unchanged) <= 6, unchanged
