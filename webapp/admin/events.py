@@ -126,7 +126,7 @@ def retry_event(event_id: int):
                 message = f"The event is {state} and waiting for a worker; retry it once it is stuck or failed."
             else:
                 message = f"The event is {state}; only failed or stuck events can be retried."
-            raise ApiError(409, "not_retryable", message, status=state)
+            raise ApiError(409, "not_retryable", message, event_status=state)
     if _publish([(event_id, task_id)]):
         raise ApiError(503, "broker_unavailable",
                        "The event is marked queued but the task queue is unreachable; the inbox sweeper will "

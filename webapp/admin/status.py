@@ -6,11 +6,12 @@ import logging
 import uuid
 
 import redis
-from flask import current_app, jsonify
+from flask import jsonify
 from sqlalchemy import func, select
 
 from bdc.audit import record_audit
 from bdc.models import EventStatus, SyncKind, SyncRun, SyncStatus, SyncTrigger, WebhookEvent
+from bdc.settings import get_settings
 from bdc.types import utcnow
 from webapp.admin import bp
 from webapp.admin.common import db_session
@@ -49,7 +50,7 @@ def live_check(connection) -> tuple[bool, str | None, dict | None]:
 
 
 def queue_depths() -> dict:
-    url = current_app.config["SETTINGS"].redis_url
+    url = get_settings().redis_url
     try:
         client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         try:
