@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .errors import invalid
 from .population import HISTORY_KEYS
 from .states import BILLING_STATES, CONTROL_STATES, STATES, TYPES
-from .store import FolderStore
+from .store import FolderRecord, FolderStore
 from .timeutil import parse_datetime, parse_iso_to_ms, wall_ms
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
@@ -143,28 +143,32 @@ def _folder_date(folder: dict, field: str) -> str | None:
     return folder["history"][field]
 
 
-def _matches(folder: dict, q: ListQuery) -> bool:
-    if q.states is not None and folder["state"] not in q.states:
-        return False
-    if q.types is not None and folder["type"] not in q.types:
-        return False
-    if q.billing_states is not None and folder["billingState"] not in q.billing_states:
-        return False
-    if q.control_states is not None and folder["controlState"] not in q.control_states:
-        return False
+def _filter(records: list[FolderRecord], q: ListQuery) -> list[FolderRecord]:
+    # one plain comprehension per active filter: much faster over 50,000 records than a predicate call
+    if q.states is not None:
+        records = [r for r in records if r.state in q.states]
+    if q.types is not None:
+        records = [r for r in records if r.type in q.types]
+    if q.billing_states is not None:
+        records = [r for r in records if r.billing_state in q.billing_states]
+    if q.control_states is not None:
+        records = [r for r in records if r.control_state in q.control_states]
     if q.text is not None:
-        attendee = folder["attendee"]
-        haystack = " ".join(str(v) for v in (folder["externalId"], attendee["firstName"], attendee["lastName"],
-                                             attendee["email"], folder["trainingActionInfo"]["title"]))
-        if q.text not in haystack.lower():
-            return False
-    return True
+        records = [r for r in records if q.text in _haystack(r.folder)]
+    return records
 
 
+def _haystack(folder: dict) -> str:
+    attendee = folder["attendee"]
+    return " ".join(str(v) for v in (folder["externalId"], attendee["firstName"], attendee["lastName"],
+                                     attendee["email"], folder["trainingActionInfo"]["title"])).lower()
+
+
+# Plain string keys (name, NUL, externalId): sorting strings is several times faster than sorting tuples.
 _SORT_KEYS = {
     "id": lambda f: f["externalId"],
-    "firstName": lambda f: ((f["attendee"]["firstName"] or "").lower(), f["externalId"]),
-    "lastName": lambda f: ((f["attendee"]["lastName"] or "").lower(), f["externalId"]),
+    "firstName": lambda f: f"{(f['attendee']['firstName'] or '').lower()}\0{f['externalId']}",
+    "lastName": lambda f: f"{(f['attendee']['lastName'] or '').lower()}\0{f['externalId']}",
 }
 
 
@@ -181,10 +185,11 @@ def query_folders(store: FolderStore, q: ListQuery) -> tuple[int, list[bytes]]:
             if not any((q.states, q.types, q.billing_states, q.control_states, q.text)):
                 page = window[start:start + q.limit]
                 return len(window), [store.records[e].body for _, e in page]
-            records = [store.records[e] for _, e in window]
-            matched = [r for r in records if _matches(r.folder, q)]
+            records = store.records
+            matched = _filter([records[e] for _, e in window], q)
         else:
-            matched = [r for r in (store.records[e] for e in store.order) if _matches(r.folder, q)]
+            records = store.records
+            matched = _filter([records[e] for e in store.order], q)
             if q.since_ms is not None or q.until_ms is not None:
                 low = q.since_ms if q.since_ms is not None else -1 << 62
                 high = q.until_ms if q.until_ms is not None else 1 << 62

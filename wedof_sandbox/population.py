@@ -9,6 +9,7 @@ day it is generated.
 
 from __future__ import annotations
 
+import gc
 import random
 import unicodedata
 from dataclasses import dataclass, field
@@ -433,10 +434,16 @@ def generate(count: int, seed: int, siret: str = DEFAULT_SIRET, organism_name: s
     if count < 0:
         raise ValueError("folder count must be >= 0")
     gen = _Generator(count, seed, siret, organism_name, parse_datetime(anchor))
-    folders = [gen.folder(state) for state in gen.states()]
-    certifying = [f for f in folders if not f["trainingActionInfo"]["title"].startswith("Bilan")] or folders
-    cert_count = min(max(3, count // 10), 2000) if folders else 0
-    certs = [gen.certification_folder(2000 + i, gen.rng.choice(certifying)) for i in range(cert_count)]
+    collecting = gc.isenabled()
+    gc.disable()  # only long-lived dicts are created here: repeated full collections made this quadratic
+    try:
+        folders = [gen.folder(state) for state in gen.states()]
+        certifying = [f for f in folders if not f["trainingActionInfo"]["title"].startswith("Bilan")] or folders
+        cert_count = min(max(3, count // 10), 2000) if folders else 0
+        certs = [gen.certification_folder(2000 + i, gen.rng.choice(certifying)) for i in range(cert_count)]
+    finally:
+        if collecting:
+            gc.enable()
     return Population(folders, certs, training_action_catalogue(siret))
 
 

@@ -24,13 +24,21 @@ def dump(obj) -> bytes:
 
 
 class FolderRecord:
-    __slots__ = ("external_id", "folder", "last_update_ms", "_body")
+    """One folder, its serialized bytes (made once per version) and the fields listings filter on."""
+
+    __slots__ = ("external_id", "folder", "last_update_ms", "_body", "state", "type", "billing_state",
+                 "control_state")
 
     def __init__(self, folder: dict) -> None:
         self.external_id: str = folder["externalId"]
-        self.folder = folder
         self.last_update_ms: int = parse_iso_to_ms(folder["lastUpdate"])
+        self.set(folder)
+
+    def set(self, folder: dict) -> None:
+        self.folder = folder
         self._body: bytes | None = None
+        self.state, self.type = folder["state"], folder["type"]
+        self.billing_state, self.control_state = folder["billingState"], folder["controlState"]
 
     @property
     def body(self) -> bytes:
@@ -99,12 +107,20 @@ class FolderStore:
             position = bisect.bisect_left(self.index, (record.last_update_ms, external_id))
             del self.index[position]
             self.index.append((now, external_id))  # now is the clock's maximum: the index stays sorted
-            record.folder, record.last_update_ms, record._body = draft, now, None
+            record.set(draft)
+            record.last_update_ms = now
             self.changes += 1
             change = Change(external_id, event, record.body, draft["lastUpdate"], draft["state"])
             if self.on_change is not None:
                 self.on_change(change)
             return change
+
+    def warm_up(self, chunk: int = 500) -> None:
+        """Serialize every folder ahead of the first big listing, a chunk at a time between requests."""
+        for start in range(0, len(self.order), chunk):
+            with self.lock:
+                for external_id in self.order[start:start + chunk]:
+                    self.records[external_id].body  # noqa: B018 (property fills the cache)
 
     def all_bodies(self) -> list[bytes]:
         with self.lock:

@@ -6,6 +6,7 @@ way Wedof does: ``2024-03-15T14:26:51.842Z``.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -16,10 +17,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SPACE_OFFSET = re.compile(r" (\d\d:?\d\d)$")
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_prefix(day: int) -> str:
+    return time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
+
+
 def iso_ms(ms: int) -> str:
     """Render epoch milliseconds as ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    day, rest = divmod(ms, 86_400_000)
+    seconds, millis = divmod(rest, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{_day_prefix(day)}{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
 def to_ms(moment: datetime) -> int:

@@ -102,3 +102,16 @@ def test_same_seed_gives_the_same_truth_over_http(sbx):
 def test_initial_last_updates_are_unique(big_population):
     stamps = [f["lastUpdate"] for f in big_population.folders]
     assert len(set(stamps)) == len(stamps)
+
+
+def test_simulation_is_reproducible_after_a_reset(sbx):
+    first = sbx.control("POST", "/simulate", json={"changes": 15})
+    truth_after_first = sbx.control("GET", "/truth", params={"compact": 1})
+    sbx.control("POST", "/reset", json={"folders": 60, "seed": 7})
+    again = sbx.control("POST", "/simulate", json={"changes": 15})
+    assert first["by_event"] == again["by_event"]
+    strip = [{k: v for k, v in f.items() if k != "lastUpdate"} for f in truth_after_first]
+    assert strip == [{k: v for k, v in f.items() if k != "lastUpdate"}
+                     for f in sbx.control("GET", "/truth", params={"compact": 1})]
+    assert set(truth_after_first[0]) == {"externalId", "state", "lastUpdate", "completionRate", "attendeeId",
+                                         "trainingActionExternalId", "billingState"}

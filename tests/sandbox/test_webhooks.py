@@ -192,3 +192,25 @@ def test_delivery_config_rejects_bad_values(sbx):
         response = requests.put(f"{sbx.url}/_sandbox/deliveries/config", json=bad, timeout=10)
         assert response.status_code == 400 and response.json()["violations"]
     assert sbx.control("GET", "/deliveries/config")["duplicate_rate"] == 0
+
+
+def test_a_held_delivery_without_a_successor_is_still_delivered(sbx):
+    sbx.control("PUT", "/deliveries/config", json={"out_of_order_rate": 1})
+    with WebhookReceiver() as receiver:
+        register(sbx, receiver.url)
+        move_first_folder(sbx)
+        stats = drain(sbx)  # drain releases held deliveries instead of waiting for a later change
+    assert len(receiver.accepted()) == 1 and stats["out_of_order"] == 0
+
+
+def test_reset_drops_webhooks_and_statistics(sbx):
+    with WebhookReceiver() as receiver:
+        hook = register(sbx, receiver.url)
+        move_first_folder(sbx)
+        drain(sbx)
+        sbx.control("POST", "/reset", json={"folders": 60, "seed": 7})
+        assert sbx.api("GET", f"/webhooks/{hook['id']}").status_code == 404
+        assert sbx.control("GET", "/deliveries")["deliveries"] == 0
+        move_first_folder(sbx)
+        drain(sbx)
+    assert len(receiver.received) == 1
