@@ -9,6 +9,8 @@ from bdc.bootstrap import ensure_env_connection
 from bdc.db import session_scope
 from bdc.settings import SettingsError, get_settings
 
+EXIT_BAD_INPUT = 2
+
 
 def cmd_bootstrap(_args: argparse.Namespace) -> int:
     """Create or refresh the tenant and connection that the environment describes."""
@@ -23,11 +25,99 @@ def cmd_bootstrap(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_for(user, hours: float) -> str:
+    # Tokens are minted by jwt-extended inside an app context, exactly as the BDC host does.
+    from datetime import timedelta
+
+    from webapp.app import create_app
+    from webapp.auth import issue_token
+
+    with create_app().app_context():
+        return issue_token(user, expires=timedelta(hours=hours))
+
+
+def cmd_create_tenant(args: argparse.Namespace) -> int:
+    """A tenant, its tenant_admin and its Wedof connection in one transaction; prints a token and the webhook URL."""
+    from sqlalchemy.exc import IntegrityError
+
+    from webapp.admin.provisioning import ProvisioningError, create_tenant_with_admin
+    from webapp.admin.serializers import webhook_url
+
+    try:
+        with session_scope() as session:
+            done = create_tenant_with_admin(
+                session, name=args.name, slug=args.slug, admin_email=args.admin_email,
+                wedof_api_url=args.wedof_api_url, wedof_api_key=args.wedof_api_key,
+                webhook_secret=args.webhook_secret)
+            token = _token_for(done.admin, args.expires_hours)
+            url = webhook_url(done.connection)
+            lines = [f"Tenant {done.tenant.id} ({done.tenant.slug}) created.",
+                     f"Admin user {done.admin.id}: {done.admin.email} (tenant_admin)",
+                     f"Wedof connection {done.connection.id}: {done.connection.base_url} "
+                     f"(API key {'set' if done.connection.api_key else 'not set: PATCH connection to add it'})",
+                     f"Webhook URL to paste into Wedof: {url}"]
+            if done.generated_secret:
+                lines.append(f"Webhook secret (shown once, paste it into Wedof too): {done.generated_secret}")
+    except ProvisioningError as exc:
+        print(f"error: {exc}; nothing was created.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except IntegrityError:
+        print("error: the slug or email was taken meanwhile; nothing was created.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(lines))
+    print(f"Access token ({args.expires_hours:g} h): {token}")
+    print(f"Try it: curl -H 'Authorization: Bearer {token}' {get_settings().public_base_url}"
+          "/api/integrations/wedof/status")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print an access token for an existing user (its role and tenant as claims)."""
+    from sqlalchemy import func, select
+
+    from bdc.models import User
+
+    with session_scope() as session:
+        user = session.scalar(select(User).where(func.lower(User.email) == args.email.strip().lower()))
+        if user is None:
+            print(f"error: no user with the email {args.email[:80]!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if not user.is_active:
+            print(f"error: the user {user.email} is deactivated", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        token = _token_for(user, args.expires_hours)
+    print(token)
+    return 0
+
+
+def _hours(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {raw!r}") from None
+    if not 0 < value <= 24 * 90:
+        raise argparse.ArgumentTypeError("expires-hours must be between 0 and 2160")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bdc-wedof", description="Operate the BDC ↔ Wedof integration.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("bootstrap", help="apply the environment's Wedof connection to the database").set_defaults(
         func=cmd_bootstrap)
+    create = commands.add_parser("create-tenant", help="create a tenant, its admin and Wedof connection; print a token")
+    create.add_argument("--name", required=True, help="the organisation's name")
+    create.add_argument("--slug", required=True, help="lowercase identifier, e.g. acme-formation")
+    create.add_argument("--admin-email", required=True, help="email of the tenant_admin to create")
+    create.add_argument("--wedof-api-url", default="https://www.wedof.fr/api")
+    create.add_argument("--wedof-api-key", default=None, help="the organism's Wedof API key (can be set later)")
+    create.add_argument("--webhook-secret", default=None, help="generated and printed once when omitted")
+    create.add_argument("--expires-hours", type=_hours, default=12.0, help="token lifetime (default 12)")
+    create.set_defaults(func=cmd_create_tenant)
+    token = commands.add_parser("token", help="print an access token for an existing user")
+    token.add_argument("--email", required=True)
+    token.add_argument("--expires-hours", type=_hours, default=12.0)
+    token.set_defaults(func=cmd_token)
     return parser
 
 
