@@ -214,3 +214,12 @@ def test_reset_drops_webhooks_and_statistics(sbx):
         move_first_folder(sbx)
         drain(sbx)
     assert len(receiver.received) == 1
+
+
+def test_webhook_without_secret_gets_no_signature_header(sbx):
+    with WebhookReceiver() as receiver:
+        register(sbx, receiver.url, secret=None)
+        move_first_folder(sbx)
+        drain(sbx)
+    (delivery,) = receiver.received
+    assert "x-wedof-signature" not in delivery.headers and delivery.headers["x-wedof-delivery"]
