@@ -29,6 +29,11 @@ def json_body(required: bool = False):
             raise ApiError(400, "A JSON body is required.")
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "The request body is not valid JSON.") from None
+
+
+def _reject_constant(name: str):
+    # NaN and Infinity are not JSON: accepting them would make us serve invalid JSON later
+    raise ValueError(f"{name} is not allowed")

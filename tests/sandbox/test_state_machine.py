@@ -112,7 +112,8 @@ def test_hostile_update_bodies(client, payload, path):
     assert response.get_json()["violations"][0]["propertyPath"] == path
 
 
-@pytest.mark.parametrize("data", [b"{not json", b"\xff\xfe", b"[1, 2]", b'"text"', b""])
+@pytest.mark.parametrize("data", [b"{not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"", b"[" * 100_000,
+                                  b'{"completionRate": NaN}', b'{"trainingActionInfo": {"weeklyDuration": Infinity}}'])
 def test_unreadable_bodies_get_400(client, data):
     folder = folder_in(client, "inTraining")
     response = client.put(f"/api/registrationFolders/{folder['externalId']}", headers={**KEY, "Content-Type":
