@@ -35,7 +35,7 @@ def _process_env(env: dict | None) -> dict:
 
 def control_app(redis_url: str) -> Celery:
     """A bare Celery client on ``redis_url``, for pings and inspection from the test process."""
-    app = Celery("bdc-test-control", broker=redis_url)
+    app = Celery("bdc-test-control", broker=redis_url, backend=redis_url)
     app.conf.broker_connection_retry_on_startup = True
     return app
 

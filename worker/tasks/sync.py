@@ -248,7 +248,10 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], cou
 def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime | None, lock: SyncLock) -> dict:
     started = utcnow()
     incremental = not args.full and cursor is not None
-    window = {"since": cursor - OVERLAP, "until": started} if incremental else {}
+    # Wedof's filter has whole seconds: round ``until`` up, or a change made earlier in this very
+    # second would fall outside the window (and below the cursor the run is about to store).
+    until = started.replace(microsecond=0) + timedelta(seconds=1)
+    window = {"since": cursor - OVERLAP, "until": until} if incremental else {}
     _set_run(run_id, status=SyncStatus.RUNNING, started_at=started, error=None, finished_at=None,
              pages=0, fetched=0, applied=0, unchanged=0, failed=0,
              cursor_from=window.get("since"))

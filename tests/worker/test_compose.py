@@ -1,0 +1,60 @@
+"""docker-compose.yml and the Dockerfile, checked by parsing (Docker does not run on the test machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_service_is_there_with_a_health_check():
+    services = load()["services"]
+    assert {"postgres", "redis", "web", "worker_events", "worker_sync", "beat", "flower", "sandbox"} <= set(services)
+    for name, service in services.items():
+        assert "healthcheck" in service and service["healthcheck"]["test"], name
+
+
+def test_exactly_one_beat_and_one_worker_per_queue():
+    services = load()["services"]
+    beats = [n for n, s in services.items() if "beat" in " ".join(map(str, s.get("command") or []))]
+    assert beats == ["beat"]
+    assert services["beat"].get("deploy", {}).get("replicas", 1) == 1
+    queues = {n: s["command"][s["command"].index("-Q") + 1] for n, s in services.items()
+              if isinstance(s.get("command"), list) and "-Q" in s["command"]}
+    assert queues == {"worker_events": "events", "worker_sync": "sync"}
+
+
+def test_redis_never_evicts_and_persists():
+    command = load()["services"]["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_receiver_migrates_before_serving_and_sandbox_is_demo_only():
+    services = load()["services"]
+    web = services["web"]["command"]
+    assert web.index("bdc.migrate upgrade") < web.index("gunicorn")
+    assert services["sandbox"]["profiles"] == ["demo"]
+    assert all("profiles" not in s for n, s in services.items() if n != "sandbox")
+    for name in ("worker_events", "worker_sync", "beat", "flower"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+
+def test_published_ports_are_loopback_only():
+    for name, service in load()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_dockerfile_builds_from_python_311_slim_and_installs_the_project():
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.splitlines()[1].startswith("FROM python:3.11-slim")
+    assert "pip install ." in text
+    assert "celeryconfig.py" in text  # a top-level module, not part of the installed packages
+    assert "USER " in text  # never runs as root
