@@ -429,3 +429,16 @@ def test_unknown_routes_and_methods_answer_json(admin_world):
     assert w.call("GET", "/nope", who="admin_a").get_json()["error"] == "not_found"
     response = w.call("DELETE", "/connection", who="admin_a")
     assert response.status_code == 405 and response.get_json()["error"]
+
+
+def test_ids_no_row_can_have_are_404_on_both_backends(admin_world_any_db):
+    # Found by the schemathesis run: SQLite and PostgreSQL both raise on ids beyond their integer range.
+    w = admin_world_any_db
+    huge = 2**63 + 5
+    for method, path, body in (("GET", f"/events/{huge}", None), ("GET", f"/sync-runs/{2**40}", None),
+                               ("POST", f"/events/{huge}/retry", None),
+                               ("POST", f"/stagiaires/{huge}/progression", {"progress": 1}),
+                               ("POST", f"/bilans/{2**31}/transition", {"to": "terminated"}),
+                               ("GET", "/status?tenant_id=999999999999", None)):
+        response = w.call(method, path, who="super", json=body)
+        assert response.status_code == 404, (path, response.get_data(as_text=True))

@@ -19,7 +19,7 @@ from bdc.audit import record_audit
 from bdc.models import EventStatus, WebhookEvent, WedofConnection
 from bdc.types import utcnow
 from webapp.admin import bp
-from webapp.admin.common import db_session
+from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant
 from webapp.admin.serializers import event_detail_json, event_json
@@ -69,7 +69,7 @@ def list_events():
 
 
 def _visible_event(session: Session, event_id: int) -> WebhookEvent:
-    event = session.get(WebhookEvent, event_id)
+    event = get_by_id(session, WebhookEvent, event_id)
     if event is None:
         raise ApiError(404, "not_found", "No such event.")
     ensure_visible(event.connection.tenant_id, "event")

@@ -21,7 +21,7 @@ from bdc.models import (
     User,
 )
 from webapp.admin import bp
-from webapp.admin.common import db_session
+from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant
 from webapp.admin.serializers import beneficiary_json, bilan_json, program_json
@@ -114,7 +114,7 @@ def push_progression(beneficiary_id: int):
     progress = field(body, "progress", int, minimum=0, maximum=100)
     enrollment_id = field(body, "enrollment_id", int, default=None, nullable=True, minimum=1, maximum=2**62)
     with db_session() as session:
-        beneficiary = session.get(Beneficiary, beneficiary_id)
+        beneficiary = get_by_id(session, Beneficiary, beneficiary_id)
         if beneficiary is None:
             raise ApiError(404, "not_found", "No such stagiaire.")
         ensure_visible(beneficiary.tenant_id, "stagiaire")
@@ -153,7 +153,7 @@ def transition_bilan(enrollment_id: int):
     target = field(body, "to", str, choices=tuple(TRANSITIONS))
     task, allowed_from = TRANSITIONS[target]
     with db_session() as session:
-        enrollment = session.get(Enrollment, enrollment_id)
+        enrollment = get_by_id(session, Enrollment, enrollment_id)
         if enrollment is None:
             raise ApiError(404, "not_found", "No such bilan.")
         ensure_visible(enrollment.tenant_id, "bilan")

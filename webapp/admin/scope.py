@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bdc.models import Tenant, WedofConnection
+from webapp.admin.common import get_by_id
 from webapp.auth import Principal
 from webapp.errors import ApiError
 
@@ -50,7 +51,7 @@ def resolve_tenant(session: Session) -> Tenant:
             return session.scalars(select(Tenant)).one()
         raise ApiError(400, "tenant_required",
                        "Choose a tenant with ?tenant_id= or the X-Tenant-Id header.")
-    tenant = session.get(Tenant, wanted)
+    tenant = get_by_id(session, Tenant, wanted)
     if tenant is None:
         raise ApiError(404, "not_found", "No such tenant.")
     return tenant

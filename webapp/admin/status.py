@@ -14,7 +14,7 @@ from bdc.models import EventStatus, SyncKind, SyncRun, SyncStatus, SyncTrigger, 
 from bdc.settings import get_settings
 from bdc.types import utcnow
 from webapp.admin import bp
-from webapp.admin.common import db_session
+from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant, tenant_connection
 from webapp.admin.serializers import connection_json, sync_run_json, webhook_url
@@ -118,7 +118,7 @@ def start_sync():
         send_task(SYNC_CONNECTION, [connection_id, kind, full, run_id, SyncTrigger.MANUAL.value], task_id=task_id)
     except BrokerUnavailable:
         with db_session() as session:
-            run = session.get(SyncRun, run_id)
+            run = get_by_id(session, SyncRun, run_id)
             run.status = SyncStatus.FAILED
             run.error = "broker unavailable: the sync could not be queued"
             run.finished_at = utcnow()
@@ -161,7 +161,7 @@ def task_state(task_id: str | None) -> dict | None:
 @admin_required
 def get_sync_run(run_id: int):
     with db_session() as session:
-        run = session.get(SyncRun, run_id)
+        run = get_by_id(session, SyncRun, run_id)
         if run is None:
             raise ApiError(404, "not_found", "No such sync run.")
         ensure_visible(run.connection.tenant_id, "sync run")
