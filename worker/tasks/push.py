@@ -168,7 +168,7 @@ def _push_progress(client: WedofClient, target: Target):
         raise Refused(f"Wedof accepts completionRate only in {sorted(PROGRESS_ALLOWED_STATES)}; "
                       f"the folder is {target.wedof_state!r}")
     folder = client.update_registration_folder(target.external_id, completion_rate=int(target.progress))
-    return "sent", folder, {"completion_rate": int(target.progress), "folder": target.external_id}
+    return "sent", folder, {"completion_rate": int(target.progress), "external_id": target.external_id}
 
 
 def _declare(action: str):
@@ -178,9 +178,9 @@ def _declare(action: str):
         current = client.get_registration_folder(target.external_id)
         state = current.get("state")
         if state in declaration.reached:
-            return "already_there", current, {"state": state, "folder": target.external_id}
+            return "already_there", current, {"state": state, "external_id": target.external_id}
         folder = declaration.call(client, target.external_id)
-        return "sent", folder, {"from_state": state, "state": folder.get("state"), "folder": target.external_id}
+        return "sent", folder, {"from_state": state, "state": folder.get("state"), "external_id": target.external_id}
 
     return work
 
