@@ -1,0 +1,180 @@
+"""The chaos run's real processes: AOF Redis, PostgreSQL (or SQLite), receiver, two workers, beat.
+
+It reuses the suite's process helpers (``tests/support``) and adds only what the chaos run needs:
+a Redis that persists like production's (``appendonly yes``), restarts on the same ports, and one
+``stop_all`` that always runs, in reverse start order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
+
+from bdc import db as bdc_db
+from bdc.migrate import upgrade
+from bdc.settings import reset_settings_cache
+from tests.support.processes import ManagedProcess, wait_for_port
+from tests.support.services import PostgresCluster, RedisServer
+from tests.support.stack import CeleryBeat, CeleryWorker, Receiver
+
+
+class AofRedisServer(RedisServer):
+    """Redis as production runs it: AOF on, fsync every second, no eviction.
+
+    A restart therefore keeps the queues and the unacknowledged-message index (minus at most the
+    last second); whatever is lost anyway is what the inbox sweeper exists for.
+    """
+
+    def start(self) -> AofRedisServer:
+        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+               "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+               "--maxmemory-policy", "noeviction", "--protected-mode", "no"]
+        self.proc = ManagedProcess(f"redis-{self.port}", cmd, log_dir=self.log_dir).start()
+        wait_for_port(self.port, process=self.proc.process)
+        return self
+
+
+def stack_env(database_url: str, redis_url: str, receiver_url: str, var_dir: Path, *,
+              sync_interval: int = 60) -> dict[str, str]:
+    """Environment of every process of the run (and of the driving process itself)."""
+    return {
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PUBLIC_BASE_URL": receiver_url,
+        "BDC_VAR_DIR": str(var_dir),
+        "SECRET_ENCRYPTION_KEY": os.environ.get("CHAOS_SECRET_ENCRYPTION_KEY") or Fernet.generate_key().decode(),
+        "JWT_SECRET_KEY": "chaos-run-jwt-secret-key-0123456789",
+        # Longer than any sync run (so a running sync is never re-delivered to the other worker);
+        # a SIGKILLed worker's events come back through the sweeper long before that.
+        "CELERY_VISIBILITY_TIMEOUT": "120",
+        "BDC_RETRY_BACKOFF_BASE": "0.5",
+        "BDC_SWEEP_INTERVAL": "2",
+        "BDC_SWEEP_RECEIVED_AFTER": "3",
+        "BDC_SWEEP_QUEUED_AFTER": "20",
+        "BDC_SWEEP_PROCESSING_AFTER": "30",
+        "BDC_SYNC_LOCK_TIMEOUT": "30",
+        "WEDOF_SYNC_ENABLED": "true",
+        "WEDOF_SYNC_INTERVAL": str(sync_interval),  # beat's incremental syncs race the webhooks
+        "GUNICORN_THREADS": "4",
+        "GUNICORN_ACCESSLOG": "/dev/null",  # one log line per delivery is already written by the receiver
+    }
+
+
+@contextmanager
+def process_environment(env: dict[str, str]):
+    """Lay ``env`` over ``os.environ`` for the driving process; restore everything afterwards."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    reset_settings_cache()
+    bdc_db.dispose_engines()
+    try:
+        yield
+    finally:
+        bdc_db.dispose_engines()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings_cache()
+
+
+class Database:
+    """A migrated database: a throwaway PostgreSQL cluster, a given URL, or a SQLite file."""
+
+    def __init__(self, sqlite: bool = False, url: str | None = None):
+        self.sqlite = sqlite
+        self.given_url = url
+        self.cluster: PostgresCluster | None = None
+        self.dir: str | None = None
+        self.url = ""
+
+    def start(self) -> Database:
+        if self.given_url:
+            self.url = self.given_url
+        elif self.sqlite:
+            self.dir = tempfile.mkdtemp(prefix="bdc-chaos-sqlite-")
+            self.url = f"sqlite:///{self.dir}/chaos.sqlite3"
+        else:
+            self.cluster = PostgresCluster().start()
+            admin = create_engine(self.cluster.url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text("CREATE DATABASE bdc_chaos"))
+            admin.dispose()
+            self.url = self.cluster.database_url("bdc_chaos")
+        if not self.given_url:
+            upgrade(self.url)
+            bdc_db.dispose_engines()
+        return self
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.url.startswith("sqlite") else "postgresql"
+
+    def cleanup(self) -> None:
+        bdc_db.dispose_engines()
+        if self.cluster is not None:
+            self.cluster.cleanup()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Stack:
+    """The receiver under gunicorn, two workers on ``events,sync`` and one beat; restartable pieces."""
+
+    def __init__(self, env: dict[str, str], receiver_port: int, log_dir: Path, worker_concurrency: int = 2,
+                 receiver_workers: int = 2):
+        self.env = env
+        self.receiver_port = receiver_port
+        self.log_dir = log_dir
+        self.worker_concurrency = worker_concurrency
+        self.receiver_workers = receiver_workers
+        self.workers: dict[str, CeleryWorker] = {}
+        self.receiver: Receiver | None = None
+        self.beat: CeleryBeat | None = None
+        self._restarts: dict[str, int] = {}
+
+    def start(self) -> Stack:
+        self.start_receiver()
+        for name in ("a", "b"):
+            self.start_worker(name)
+        self.beat = CeleryBeat(self.env, log_dir=self.log_dir).start()
+        return self
+
+    def start_receiver(self) -> None:
+        self.receiver = Receiver(self.env, port=self.receiver_port, workers=self.receiver_workers,
+                                 log_dir=self.log_dir).start(timeout=60)
+
+    def restart_receiver(self) -> None:
+        assert self.receiver is not None
+        self.receiver.stop()
+        self.start_receiver()
+
+    def start_worker(self, name: str) -> CeleryWorker:
+        # Both workers consume both queues: either one dying leaves the other serving events AND syncs.
+        generation = self._restarts.get(name, 0)
+        self._restarts[name] = generation + 1
+        worker = CeleryWorker(self.env, queues="events,sync", concurrency=self.worker_concurrency,
+                              name=f"chaos-{name}{generation}-{os.getpid()}@127.0.0.1", log_dir=self.log_dir)
+        self.workers[name] = worker.start(timeout=90)
+        return worker
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker's whole process group (parent and pool children), like a crashed host."""
+        self.workers[name].kill()
+
+    def stop_all(self) -> None:
+        for service in (self.beat, *self.workers.values(), self.receiver):
+            if service is None:
+                continue
+            try:
+                service.stop(timeout=15)
+            except Exception:
+                service.kill()

@@ -1,0 +1,57 @@
+"""The chaos scenario, short: real processes, a few hundred changes under fire, nothing lost.
+
+Runs ``bench.chaos.run_scenario`` in-process on the suite's PostgreSQL cluster: the sandbox delivers
+~400 changes with duplicates, out-of-order, forged and truncated deliveries while one worker is
+SIGKILLed and Redis (AOF) is down for 5 s; then the data layer must equal the sandbox's truth.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.chaos import ChaosConfig, run_scenario, verdict_line
+from tests.conftest import fresh_postgres_url
+
+
+@pytest.fixture(scope="module")
+def verdict(pg_cluster, pg_template, output_dir):
+    config = ChaosConfig.short(database_url=fresh_postgres_url(pg_cluster, pg_template),
+                               log_dir=output_dir / "logs" / "chaos-short")
+    result = run_scenario(config)
+    print(verdict_line(result))
+    return result
+
+
+@pytest.mark.timeout(300)
+def test_no_row_missing_duplicated_stale_or_wrong(verdict):
+    rows = verdict["rows"]
+    assert (rows["missing"], rows["duplicated"], rows["stale"], rows["mismatched"]) == (0, 0, 0, 0), rows["examples"]
+    assert rows["enrollments"] == rows["folders"]
+
+
+def test_every_acknowledged_delivery_was_stored_and_applied(verdict):
+    deliveries, events = verdict["deliveries"], verdict["events"]
+    assert deliveries["accepted"] == deliveries["genuine"] > 0
+    assert deliveries["acknowledged_not_stored"] == 0
+    assert deliveries["failed_permanently"] == 0
+    assert events["rows"] == deliveries["genuine"]  # duplicates answered, never stored twice
+    assert (events["failed"], events["received"], events["queued"], events["processing"]) == (0, 0, 0, 0), events
+    # The webhook path alone, before the final sync: no acknowledged version left unapplied.
+    assert verdict["before_final_sync"]["behind_acknowledged"] == 0, verdict["before_final_sync"]["examples"]
+
+
+def test_forged_and_truncated_deliveries_are_rejected_and_never_stored(verdict):
+    deliveries = verdict["deliveries"]
+    assert deliveries["forged"] > 0 and deliveries["malformed"] > 0
+    assert deliveries["forged_statuses"] == {"401": deliveries["forged"]}
+    assert deliveries["forged_stored"] == 0
+    assert set(deliveries["malformed_statuses"]) == {"400"}
+    assert deliveries["malformed_stored"] == 0
+
+
+def test_the_chaos_really_happened(verdict):
+    actions = [a["action"] for a in verdict["timeline"]]
+    assert actions.count("worker a: SIGKILL") == 1 and "redis: started again" in actions
+    assert verdict["deliveries"]["duplicates_sent"] > 0
+    assert verdict["changes"]["applied"] >= 400
+    assert all(verdict["checks"].values()), verdict["checks"]
