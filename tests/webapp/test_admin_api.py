@@ -191,10 +191,11 @@ def test_retry_requeues_with_a_fresh_task_id(admin_world_any_db, redis_client):
                                                         "args": [event_id]}]
     with session_scope(w.database_url) as session:
         event = session.get(WebhookEvent, event_id)
-        assert (event.status, event.task_id, event.status_reason) == (EventStatus.QUEUED, task_id, "manual retry")
+        assert (event.status, event.task_id, event.status_reason, event.attempts) == (
+            EventStatus.QUEUED, task_id, "manual retry", 0)
         audit = session.scalars(select(AuditLog).where(AuditLog.action == "event.retry")).one()
         assert audit.target_id == str(event_id) and audit.actor == f"user:{w.ids['a']['admin']}"
-        assert audit.details == {"from_status": "failed", "task_id": task_id}
+        assert audit.details == {"from_status": "failed", "previous_attempts": 3, "task_id": task_id}
     # Now queued and fresh: a second retry is refused until it is stuck.
     assert w.call("POST", f"/events/{event_id}/retry", who="admin_a").status_code == 409
 

@@ -86,18 +86,20 @@ def get_event(event_id: int):
 def _requeue(session: Session, event: WebhookEvent, actor: str, now) -> str | None:
     """Compare-and-set the event back to queued with a new task id; None if it was not retryable."""
     task_id = str(uuid.uuid4())
-    previous = event.status.value
+    previous, previous_attempts = event.status.value, event.attempts
     changed = session.execute(
         update(WebhookEvent)
         .where(WebhookEvent.id == event.id, _retryable(now))
-        .values(status=EventStatus.QUEUED, task_id=task_id, queued_at=now, next_attempt_at=None,
+        # A manual retry starts a fresh series of attempts (as the worker does for a re-applied
+        # failed event); otherwise an event that failed after the last attempt would give up at once.
+        .values(status=EventStatus.QUEUED, task_id=task_id, queued_at=now, next_attempt_at=None, attempts=0,
                 status_reason="manual retry", updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     if not changed:
         return None
     record_audit(session, actor=actor, action="event.retry", tenant_id=event.connection.tenant_id,
-                 target=("webhook_event", event.id), details={"from_status": previous, "task_id": task_id})
+                 target=("webhook_event", event.id), details={"from_status": previous, "previous_attempts": previous_attempts, "task_id": task_id})
     return task_id
 
 
