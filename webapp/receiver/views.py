@@ -1,0 +1,194 @@
+"""``POST /api/webhooks/wedof[/<connection_id>]``: verify, store durably, enqueue, answer fast.
+
+Order of the checks, and why:
+1. the connection (404 when unknown; nothing else can be checked without its secret);
+2. content type (415) and body size (413), before the body is trusted with any work;
+3. the signature over the exact raw bytes (401; a connection without a secret is refused too,
+   never treated as "unsigned is fine"); only then is a disabled connection reported (409), so
+   only the holder of the secret learns that state;
+4. the delivery's shape (400), the INSERT and COMMIT (503 when the database cannot take it);
+5. publishing ``PROCESS_EVENT`` by name (see :mod:`webapp.receiver.publisher`). A broker outage does not fail the request: the event
+   is durable, answered 202 and left ``received`` for the sweeper to enqueue.
+
+Status after publishing: the task id is generated before the INSERT and stored with the row;
+once the publish succeeds a compare-and-set UPDATE flips ``received`` → ``queued``. Skipping that
+flip would save one small statement, but then ``received`` would no longer mean "maybe never
+published" and the sweeper would re-send every recent event; the flip keeps the status honest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from bdc.crypto import SecretDecryptionError
+from bdc.db import get_engine
+from webapp.dispatch import BrokerUnavailable
+from webapp.errors import ApiError
+from webapp.receiver.connections import ReceivingConnection, find_connection, forget_cached_connections
+from webapp.receiver.inbox import StoredEvent, headers_to_store, mark_queued, store_delivery
+from webapp.receiver.publisher import publish_process_event
+from wedof.events import SIGNATURE_HEADER, DeliveryRejected, ParsedDelivery, parse_delivery
+from wedof.signatures import verify_signature
+
+bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks")
+log = logging.getLogger("webapp.receiver")
+
+_MAX_CONNECTION_ID = 2**31 - 1  # an INTEGER primary key; larger ids cannot exist
+
+
+@bp.post("/wedof")
+def receive_for_env_connection():
+    return _receive(None)
+
+
+@bp.post("/wedof/<int:connection_id>")
+def receive_for_connection(connection_id: int):
+    return _receive(connection_id)
+
+
+def _receive(connection_id: int | None):
+    started = time.perf_counter()
+    context: dict = {"connection": connection_id if connection_id is not None else "env"}
+    status, outcome = 500, "internal_error"  # what the app's error handler answers if anything unforeseen raises
+    try:
+        response, status, outcome = _handle(connection_id, context)
+        return response, status
+    except ApiError as exc:
+        status, outcome = exc.status, exc.error
+        return jsonify({"error": exc.error, "message": exc.message}), exc.status
+    finally:
+        _log_delivery(context, outcome, status, started)
+
+
+def _handle(connection_id: int | None, context: dict):
+    database_url = current_app.config["DATABASE_URL"]
+    connection = _connection(database_url, connection_id)
+    context["connection"] = connection.id
+    _check_content_type()
+    body = _read_body(current_app.config["SETTINGS"].webhook_max_body_bytes)
+    _check_signature(connection, body)
+    if not connection.enabled:
+        raise ApiError(409, "connection_disabled",
+                       "This Wedof connection is disabled; enable it to receive deliveries again.")
+    try:
+        delivery = parse_delivery(request.headers, body)
+    except DeliveryRejected as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    context.update(delivery=delivery.delivery_id, event=delivery.event_type, format=delivery.payload_format)
+    return _store_and_enqueue(database_url, connection, delivery, body, context)
+
+
+def _connection(database_url: str, connection_id: int | None) -> ReceivingConnection:
+    if connection_id is not None and connection_id > _MAX_CONNECTION_ID:
+        connection = None
+    else:
+        try:
+            connection = find_connection(database_url, connection_id)
+        except SecretDecryptionError:
+            raise ApiError(503, "connection_misconfigured",
+                           "The connection's webhook secret cannot be decrypted with SECRET_ENCRYPTION_KEY; "
+                           "an operator must set the secret again.") from None
+        except SQLAlchemyError:
+            raise _database_unavailable() from None
+    if connection is None:
+        if connection_id is None:
+            raise ApiError(404, "no_default_connection",
+                           "No Wedof connection is configured from the environment (WEDOF_WEBHOOK_SECRET); "
+                           "use /api/webhooks/wedof/<connection id>.")
+        raise ApiError(404, "unknown_connection", f"No Wedof connection has the id {connection_id}.")
+    return connection
+
+
+def _check_content_type() -> None:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Deliveries must be sent as Content-Type: application/json.")
+
+
+def _read_body(limit: int) -> bytes:
+    too_large = ApiError(413, "payload_too_large", f"The body exceeds the limit of {limit} bytes.")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        # Read at most limit + 1 bytes whatever Content-Length claims: one byte over proves it is too big.
+        body = request.stream.read(limit + 1)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def _check_signature(connection: ReceivingConnection, body: bytes) -> None:
+    if not connection.webhook_secret:
+        raise ApiError(401, "webhook_secret_not_configured",
+                       "This connection has no webhook secret, so no delivery can be trusted. An operator must set "
+                       "the connection's webhook secret (WEDOF_WEBHOOK_SECRET for the environment's connection) "
+                       "and the same secret on the Wedof webhook.")
+    header = request.headers.get(SIGNATURE_HEADER)
+    if not header:
+        raise ApiError(401, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
+    try:
+        valid = verify_signature(connection.webhook_secret, body, header, connection.signature_algorithm)
+    except ValueError:
+        raise ApiError(503, "connection_misconfigured",
+                       f"The connection's signature algorithm {connection.signature_algorithm!r} is not supported; "
+                       "an operator must fix it.") from None
+    if not valid:
+        raise ApiError(401, "invalid_signature", f"The {SIGNATURE_HEADER} header does not match the body.")
+
+
+def _store_and_enqueue(database_url: str, connection: ReceivingConnection, delivery: ParsedDelivery, body: bytes,
+                       context: dict):
+    # One pooled connection for the INSERT and the status flip: one checkout, one liveness ping.
+    try:
+        with get_engine(database_url).connect() as conn:
+            with conn.begin():
+                stored = store_delivery(conn, connection.id, delivery,
+                                        headers=headers_to_store(request.headers, connection.webhook_secret),
+                                        body=body.decode("utf-8"))
+            context["event_id"] = stored.event_id
+            if stored.duplicate:
+                return jsonify({"status": "duplicate", "event_id": stored.event_id}), 200, "duplicate"
+            if delivery.ignored:
+                return (jsonify({"status": "ignored", "event_id": stored.event_id, "reason": delivery.ignore_reason}),
+                        202, "ignored")
+            queued = _enqueue(stored)
+            if queued:
+                try:
+                    with conn.begin():
+                        mark_queued(conn, stored.event_id)
+                except SQLAlchemyError:
+                    # The event is stored and published; a lost flip only leaves it "received".
+                    log.warning("could not mark event %s queued", stored.event_id)
+    except IntegrityError:
+        # The connection vanished between lookup and INSERT (foreign key): it no longer exists.
+        forget_cached_connections()
+        raise ApiError(404, "unknown_connection", f"No Wedof connection has the id {connection.id}.") from None
+    except SQLAlchemyError:
+        raise _database_unavailable() from None
+    return jsonify({"status": "accepted", "event_id": stored.event_id}), 202, "accepted" if queued else "stored_not_queued"
+
+
+def _enqueue(stored: StoredEvent) -> bool:
+    try:
+        publish_process_event(stored.event_id, stored.task_id)
+    except BrokerUnavailable:
+        return False  # the sweeper enqueues "received" events later
+    return True
+
+
+def _database_unavailable() -> ApiError:
+    return ApiError(503, "database_unavailable", "The delivery could not be stored; please retry later.")
+
+
+def _log_delivery(context: dict, outcome: str, status: int, started: float) -> None:
+    # One line per delivery. Never the body, the signature or a secret: only ids and the outcome.
+    fields = {"msg": "webhook_delivery", **context, "outcome": outcome, "status": status,
+              "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+    log.info(json.dumps(fields, ensure_ascii=True, default=str))
