@@ -10,6 +10,8 @@
   const $ = (id) => document.getElementById(id);
   const STATUS_FR = { queued: "en file", running: "en cours", succeeded: "réussie", failed: "échec",
     skipped: "ignorée", received: "reçu", processing: "en traitement", processed: "traité", ignored: "ignoré" };
+  const KIND_FR = { all: "tout", stagiaires: "stagiaires", formations: "formations" };
+  const TRIGGER_FR = { manual: "manuel", schedule: "planifié", retry: "relance" };
   let pollTimer = null;
 
   // A token given in the address is kept for the tab, then removed from the visible URL and history.
@@ -87,8 +89,8 @@
     for (const run of page.items) {
       const tr = el("tr");
       tr.dataset.runId = run.id;
-      tr.append(el("td", run.id), el("td", when(run.started_at || run.created_at)), el("td", run.kind + (run.full ? " (complète)" : "")),
-        el("td", run.trigger));
+      tr.append(el("td", run.id), el("td", when(run.started_at || run.created_at)), el("td", (KIND_FR[run.kind] || run.kind) + (run.full ? " (complète)" : "")),
+        el("td", TRIGGER_FR[run.trigger] || run.trigger));
       const st = el("td"); st.appendChild(badge(run.status)); tr.appendChild(st);
       tr.append(el("td", run.fetched), el("td", run.applied), el("td", run.unchanged), el("td", run.failed),
         el("td", run.error || "", "err"));

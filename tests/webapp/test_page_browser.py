@@ -1,0 +1,145 @@
+"""The integration page in a real browser against the running stack.
+
+gunicorn serves the webapp, one real Celery worker consumes both queues, the Wedof sandbox plays
+Wedof, PostgreSQL and Redis are real. Chromium (the system one, never downloaded) opens the page
+with a token, clicks "Synchroniser maintenant", watches the progress reach the end, retries a
+failed event and sees it processed. Screenshots land in test-output/<test name>/.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import select
+
+from bdc import db as bdc_db
+from bdc.db import session_scope
+from bdc.models import EventStatus, SyncRun, Tenant, User, UserRole, WebhookEvent, WedofConnection
+from bdc.settings import reset_settings_cache
+from tests.conftest import fresh_postgres_url
+from tests.support.sandbox import running_sandbox
+from tests.support.services import wait_until
+from tests.support.stack import CeleryWorker, Receiver
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+FOLDERS = 30
+
+
+def _seed(sandbox) -> dict:
+    """A tenant on the sandbox, its admin, and one failed event holding a real folder."""
+    external_id = sandbox.control("GET", "/truth", params={"compact": 1})[0]["externalId"]
+    body = sandbox.api("GET", f"/registrationFolders/{external_id}").text
+    with session_scope() as session:
+        tenant = Tenant(name="Organisme de démonstration", slug="demo")
+        session.add(tenant)
+        session.flush()
+        connection = WedofConnection(tenant_id=tenant.id, base_url=sandbox.api_url, api_key=sandbox.api_key,
+                                     webhook_secret="browser-test-secret", rate_limit_per_second=500)
+        admin = User(tenant_id=tenant.id, email="admin@demo.test", role=UserRole.TENANT_ADMIN)
+        session.add_all([connection, admin])
+        session.flush()
+        event = WebhookEvent(connection_id=connection.id, delivery_id="dlv-browser-1",
+                             event_type="registrationFolder.updated", body=body, folder_external_id=external_id,
+                             headers={"X-Wedof-Event": "registrationFolder.updated"}, status=EventStatus.FAILED,
+                             attempts=8, last_error="WedofServerError: HTTP 503 (simulated)",
+                             status_reason="gave up after 8 attempts", task_id="lost-task-id")
+        session.add(event)
+        session.flush()
+        return {"tenant": tenant.id, "connection": connection.id, "admin": admin.id, "event": event.id}
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server, pg_cluster, pg_template, tmp_path_factory, output_dir):
+    base = redis_server.url.rsplit("/", 1)[0]
+    env = {"APP_ENV": "test", "DATABASE_URL": fresh_postgres_url(pg_cluster, pg_template), "REDIS_URL": f"{base}/6",
+           "BDC_VAR_DIR": str(tmp_path_factory.mktemp("var")), "WEDOF_SYNC_ENABLED": "false",
+           "SECRET_ENCRYPTION_KEY": os.environ["SECRET_ENCRYPTION_KEY"], "JWT_SECRET_KEY": os.environ["JWT_SECRET_KEY"],
+           "FLOWER_URL": "http://127.0.0.1:5555", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+    logs = output_dir / "logs"
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        reset_settings_cache()
+        bdc_db.dispose_engines()
+        with running_sandbox(folders=FOLDERS, seed=5) as sandbox:
+            ids = _seed(sandbox)
+            worker = CeleryWorker(env, queues="events,sync", concurrency=2, log_dir=logs).start()
+            receiver = Receiver(env, log_dir=logs).start()
+            try:
+                yield {"env": env, "sandbox": sandbox, "receiver": receiver, "worker": worker, "ids": ids}
+            finally:
+                receiver.stop()
+                worker.stop()
+    reset_settings_cache()
+    bdc_db.dispose_engines()
+
+
+def _token(user_id: int, tenant_id: int) -> str:
+    from flask_jwt_extended import create_access_token
+
+    from webapp.app import create_app
+
+    with create_app().app_context():
+        return create_access_token(identity=str(user_id), additional_claims={"role": "tenant_admin",
+                                                                             "tenant_id": tenant_id})
+
+
+def test_sync_now_and_retry_in_the_browser(stack, output_dir, request):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = output_dir / request.node.name
+    shots.mkdir(parents=True, exist_ok=True)
+    ids = stack["ids"]
+    token = _token(ids["admin"], ids["tenant"])
+    url = f"{stack['receiver'].url}/integrations/wedof?token={token}"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(url)
+            expect(page.locator("#connection-state")).to_have_text("Connecté", timeout=30_000)
+            assert "token=" not in page.url  # kept in sessionStorage, not in the address bar
+            failed_rows = page.locator("#failed-events tr[data-event-id]")
+            expect(failed_rows).to_have_count(1)
+            expect(page.locator("#webhook-url")).to_have_value(
+                f"http://127.0.0.1:8000/api/webhooks/wedof/{ids['connection']}")
+            flower_link = page.locator("#failed-events a")
+            expect(flower_link).to_have_attribute("href", "http://127.0.0.1:5555/task/lost-task-id")
+
+            # Sync now: the page polls sync-runs/<id> until the worker finishes.
+            page.select_option("#sync-type", "all")
+            page.click("#sync-now")
+            status = page.locator("#sync-status")
+            expect(status).to_have_attribute("data-status", "succeeded", timeout=120_000)
+            expect(status).to_contain_text(f"{FOLDERS} / {FOLDERS}")
+            assert page.locator("#sync-progress-bar").evaluate("el => el.style.width") == "100%"
+            expect(page.locator("#sync-history tr[data-run-id]").first.locator(".badge")).to_have_text("réussie")
+            page.screenshot(path=str(shots / "1-sync-done.png"), full_page=True)
+
+            with session_scope() as session:
+                run = session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
+                assert (run.status.value, run.trigger.value, run.fetched, run.failed) == (
+                    "succeeded", "manual", FOLDERS, 0)
+
+            # Retry the failed event: the worker processes it with the real folder.
+            page.click(f"#failed-events button[data-event-id='{ids['event']}']")
+            expect(page.locator("#events-message")).to_contain_text(f"Événement {ids['event']} relancé")
+            wait_until(lambda: _event_status(ids["event"]) == EventStatus.PROCESSED, timeout=60,
+                       message="the retried event was never processed")
+            page.reload()  # the token survives in sessionStorage
+            expect(page.locator("#connection-state")).to_have_text("Connecté", timeout=30_000)
+            expect(failed_rows).to_have_count(0)
+            expect(page.locator("#failed-events")).to_contain_text("Aucun événement en échec.")
+            page.screenshot(path=str(shots / "2-event-retried.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def _event_status(event_id: int) -> EventStatus:
+    with session_scope() as session:
+        return session.get(WebhookEvent, event_id).status
