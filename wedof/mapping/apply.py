@@ -8,7 +8,10 @@ Level-triggered: the folder's state is the truth, whatever event carried it.
 - A folder without a readable ``lastUpdate`` has an unknown age: it is applied only when nothing is
   stored yet, or when the stored enrollment has no ``lastUpdate`` either.
 - Shared rows (a beneficiary in two folders, a program in many) take the values of the last folder
-  applied, in page order.
+  applied, in page order; an evaluation or report title names the program as its own folder does.
+- A page gives the same rows as its folders applied one by one, in order. When a folder appears
+  twice in a page, its newest copy is applied, plus what the older copies would have left behind
+  (a completion rate the newest copy no longer reports, history dates, the bilan report).
 - ``Beneficiary.status`` follows its enrollments: *completed* when every enrollment that was not
   withdrawn is completed (and there is at least one), else *active*. A status staff set by hand
   (*inactive*, *archived*) is theirs and is never changed here.
@@ -27,6 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -98,9 +102,9 @@ def apply_folders(
 ) -> list[ApplyResult | FolderRejected]:
     """Apply a page of folders; each slot holds its result, or the FolderRejected that stopped only it.
 
-    When one externalId appears more than once, only its newest copy is applied (newest
-    ``lastUpdate``; a known date beats an unknown one; the later copy wins a tie) and the other
-    copies are reported ``stale``, which is exactly what applying them one by one would leave.
+    When one externalId appears more than once, its newest copy is applied (newest ``lastUpdate``;
+    a known date beats an unknown one; the later copy wins a tie), together with what the older
+    copies would have left had they been applied one by one; the older copies are reported ``stale``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -111,38 +115,70 @@ def apply_folders(
             readable.append((index, read_folder(folder, kind)))
         except FolderRejected as rejected:
             results[index] = rejected
-    winners, copy_of = _newest_copies(readable)
-    if winners:
-        page = _Page(session, tenant_id, kind, [data for _, data in winners])
-        for (index, _), result in zip(winners, page.apply(), strict=True):
+    copies: dict[str, list[tuple[int, FolderData]]] = defaultdict(list)
+    for index, data in readable:
+        copies[data.external_id].append((index, data))
+    newest = sorted((_newest(group) for group in copies.values()), key=lambda item: item[0])
+    if newest:
+        page = _Page(session, tenant_id, kind, [
+            _Folder(data, [copy for _, copy in copies[data.external_id]]) for _, data in newest
+        ])
+        for (index, _), result in zip(newest, page.apply(), strict=True):
             results[index] = result
-        for index, winner_index in copy_of.items():
-            winner = results[winner_index]
-            assert isinstance(winner, ApplyResult)
-            results[index] = ApplyResult(winner.external_id, STALE, winner.enrollment_id,
-                                         winner.beneficiary_id, winner.program_id)
+        for index, data in readable:
+            if results[index] is None:  # an older copy of a folder of this page
+                newer = page.results[data.external_id]
+                results[index] = ApplyResult(data.external_id, STALE, newer.enrollment_id,
+                                             newer.beneficiary_id, newer.program_id)
     return results  # type: ignore[return-value]  # every slot is filled by now
 
 
-def _newest_copies(readable: list[tuple[int, FolderData]]) -> tuple[list[tuple[int, FolderData]], dict[int, int]]:
-    """The newest copy of each folder (in page order) and, for every older copy, its winner's index."""
-    best: dict[str, tuple[int, FolderData]] = {}
-    for index, data in readable:
-        held = best.get(data.external_id)
-        if held is None or not _older(data, held[1]):
-            best[data.external_id] = (index, data)
-    winners = sorted(best.values(), key=lambda item: item[0])
-    winner_index = {data.external_id: index for index, data in winners}
-    copies = {index: winner_index[data.external_id] for index, data in readable
-              if winner_index[data.external_id] != index}
-    return winners, copies
+def _newest(group: list[tuple[int, FolderData]]) -> tuple[int, FolderData]:
+    """The copy applied last when the copies are applied one by one: none is newer than it."""
+    best = group[0]
+    for index, data in group[1:]:
+        if not _older(data.last_update, best[1].last_update):
+            best = (index, data)
+    return best
 
 
-def _older(candidate: FolderData, held: FolderData) -> bool:
-    """Would applying ``candidate`` after ``held`` be stale? (Same rule as against stored data.)"""
-    if candidate.last_update is None:
-        return held.last_update is not None
-    return held.last_update is not None and candidate.last_update < held.last_update
+def _older(candidate: datetime | None, held: datetime | None) -> bool:
+    """Is a folder dated ``candidate`` stale against ``held``? An unknown date loses to a known one."""
+    if candidate is None:
+        return held is not None
+    return held is not None and candidate < held
+
+
+@dataclass
+class _Folder:
+    """A folder of the page: its newest copy, all its copies, and what applying them leaves behind."""
+
+    data: FolderData
+    copies: list[FolderData]
+    fresh: bool = True
+    rate_source: FolderData | None = None  # the last applied copy reporting a completion rate
+    report_source: FolderData | None = None  # the first applied copy in an end state
+    enrolled_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    def plan(self, stored: Enrollment | None) -> None:
+        """Replay the copies against the stored enrollment, as one-by-one application would."""
+        held_exists = stored is not None
+        held = stored.wedof_last_update if stored is not None else None
+        applied = []
+        for copy in self.copies:
+            if held_exists and _older(copy.last_update, held):
+                continue
+            applied.append(copy)
+            held_exists, held = True, copy.last_update
+        self.fresh = bool(applied)
+        for copy in applied:
+            if copy.completion_rate is not None:
+                self.rate_source = copy
+            if self.report_source is None and copy.state in REPORT_STATES:
+                self.report_source = copy
+            self.enrolled_at = copy.enrolled_at or self.enrolled_at
+            self.completed_at = copy.completed_at or self.completed_at
 
 
 def _assign(row: Any, **fields: Any) -> bool:
@@ -162,11 +198,13 @@ def _assign(row: Any, **fields: Any) -> bool:
 class _Page:
     """One page's rows, loaded up front and upserted in memory."""
 
-    def __init__(self, session: Session, tenant_id: int, kind: str, folders: list[FolderData]):
+    def __init__(self, session: Session, tenant_id: int, kind: str, plans: list[_Folder]):
         self.session = session
         self.tenant_id = tenant_id
         self.kind = kind
-        self.folders = folders
+        self.plans = plans
+        self.folders = [plan.data for plan in plans]
+        self.results: dict[str, ApplyResult] = {}
         self.beneficiaries: dict[str, Beneficiary] = {}
         self.users: dict[str, User] = {}  # by attendee id
         self.email_holders: dict[str, User] = {}
@@ -177,7 +215,9 @@ class _Page:
         self.evaluations: dict[str, Evaluation] = {}
         self.documents: dict[str, Document] = {}
         self._load()
-        self.fresh = [not self._is_stale(data) for data in folders]
+        for plan in plans:
+            plan.plan(self.enrollments.get(plan.data.external_id))
+        self.fresh = [plan.fresh for plan in plans]
         self.final_statuses = self._final_enrollment_statuses()
 
     # -- loading: one query per table ------------------------------------------------------------
@@ -212,7 +252,11 @@ class _Page:
         wanted = Enrollment.external_id.in_(folder_ids)
         if beneficiary_ids:
             wanted = or_(wanted, Enrollment.beneficiary_id.in_(beneficiary_ids))
-        for enrollment in session.scalars(select(Enrollment).where(Enrollment.tenant_id == tenant, wanted)):
+        # FOR UPDATE (PostgreSQL; SQLite serializes writers itself): the stale check below compares
+        # against these rows, so a concurrent apply of another version of the folder must wait for
+        # our commit and then read it, or an older version committed last would overwrite a newer one.
+        locked = select(Enrollment).where(Enrollment.tenant_id == tenant, wanted).order_by(Enrollment.id)
+        for enrollment in session.scalars(locked.with_for_update()):
             if enrollment.external_id in folder_ids:
                 self.enrollments[enrollment.external_id] = enrollment
             self.beneficiary_enrollments.append(enrollment)
@@ -268,27 +312,21 @@ class _Page:
             self.session.flush()
             if self.kind == "all":
                 # Level 2: enrollments need their beneficiary and program ids.
-                for i, data in enumerate(self.folders):
+                for i, plan in enumerate(self.plans):
                     if fresh[i]:
-                        made, edited = self._upsert_enrollment(data)
+                        made, edited = self._upsert_enrollment(plan)
                         created[i] |= made
                         changed[i] |= made or edited
                 self.session.flush()
                 # Level 3: evaluations and documents need the enrollment id.
-                for i, data in enumerate(self.folders):
+                for i, plan in enumerate(self.plans):
                     if fresh[i]:
-                        changed[i] |= self._upsert_evaluation(data)
-                        changed[i] |= self._create_report(data)
+                        changed[i] |= self._upsert_evaluation(plan)
+                        changed[i] |= self._create_report(plan)
                 self.session.flush()
-        return [self._result(data, fresh[i], created[i], changed[i]) for i, data in enumerate(self.folders)]
-
-    def _is_stale(self, data: FolderData) -> bool:
-        stored = self.enrollments.get(data.external_id)
-        if stored is None:
-            return False
-        if data.last_update is None:
-            return stored.wedof_last_update is not None
-        return stored.wedof_last_update is not None and data.last_update < stored.wedof_last_update
+        results = [self._result(data, fresh[i], created[i], changed[i]) for i, data in enumerate(self.folders)]
+        self.results = {result.external_id: result for result in results}
+        return results
 
     def _upsert_attendee(self, attendee: AttendeeData) -> tuple[bool, bool]:
         beneficiary = self.beneficiaries.get(attendee.external_id)
@@ -364,7 +402,8 @@ class _Page:
         )
         return made, edited
 
-    def _upsert_enrollment(self, data: FolderData) -> tuple[bool, bool]:
+    def _upsert_enrollment(self, plan: _Folder) -> tuple[bool, bool]:
+        data = plan.data
         assert data.attendee is not None and data.program is not None  # kind "all" reads both
         beneficiary = self.beneficiaries[data.attendee.external_id]
         program = self.programs[data.program.external_id]
@@ -376,7 +415,7 @@ class _Page:
             self.session.add(enrollment)
             self.enrollments[data.external_id] = enrollment
             self.beneficiary_enrollments.append(enrollment)
-        rate = data.completion_rate
+        rate = plan.rate_source.completion_rate if plan.rate_source is not None else None
         edited = _assign(
             enrollment,
             beneficiary_id=beneficiary.id,
@@ -388,57 +427,59 @@ class _Page:
             # Absent values keep what we hold: Wedof never forgets a history date, and a null
             # rate means "not reported", not "back to zero".
             progress=enrollment.progress if rate is None else values.whole_percent(rate),
-            enrolled_at=data.enrolled_at or enrollment.enrolled_at,
-            completed_at=data.completed_at or enrollment.completed_at,
+            enrolled_at=plan.enrolled_at or enrollment.enrolled_at,
+            completed_at=plan.completed_at or enrollment.completed_at,
         )
         return made, edited
 
-    def _upsert_evaluation(self, data: FolderData) -> bool:
-        if data.completion_rate is None:
+    def _upsert_evaluation(self, plan: _Folder) -> bool:
+        source = plan.rate_source
+        if source is None or source.completion_rate is None or source.program is None:
             return False
-        enrollment = self.enrollments[data.external_id]
-        program = self.programs[data.program.external_id]  # type: ignore[union-attr]
-        key = completion_evaluation_key(data.external_id)
+        enrollment = self.enrollments[plan.data.external_id]
+        key = completion_evaluation_key(plan.data.external_id)
         evaluation = self.evaluations.get(key)
         made = evaluation is None
         if evaluation is None:
             evaluation = Evaluation(tenant_id=self.tenant_id, external_id=key, title="")
             self.session.add(evaluation)
             self.evaluations[key] = evaluation
-        rate = data.completion_rate
+        rate = source.completion_rate
         edited = _assign(
             evaluation,
             beneficiary_id=enrollment.beneficiary_id,
             enrollment_id=enrollment.id,
-            title=f"Taux de réalisation — {program.name}"[:500],
+            title=f"Taux de réalisation — {source.program.name}"[:500],
             score=rate,
             status=EvaluationStatus.COMPLETED if rate == 100 else EvaluationStatus.IN_PROGRESS,
         )
         return made or edited
 
-    def _create_report(self, data: FolderData) -> bool:
-        """The bilan report, created once when the folder first reaches an end state; never touched again."""
-        key = bilan_report_key(data.external_id)
-        if data.state not in REPORT_STATES or key in self.documents:
+    def _create_report(self, plan: _Folder) -> bool:
+        """The bilan report, created once when the folder first reaches an end state; never touched again.
+
+        Its title and facts are those of the folder copy that reached the end state.
+        """
+        source = plan.report_source
+        key = bilan_report_key(plan.data.external_id)
+        if source is None or source.attendee is None or source.program is None or key in self.documents:
             return False
-        enrollment = self.enrollments[data.external_id]
-        user = self.users[data.attendee.external_id]  # type: ignore[union-attr]
-        program = self.programs[data.program.external_id]  # type: ignore[union-attr]
-        name = " ".join(part for part in (user.first_name, user.last_name) if part) or program.name
+        enrollment = self.enrollments[plan.data.external_id]
+        name = " ".join(part for part in (source.attendee.first_name, source.attendee.last_name) if part)
         document = Document(
             tenant_id=self.tenant_id,
             beneficiary_id=enrollment.beneficiary_id,
             enrollment_id=enrollment.id,
-            title=f"Rapport de bilan — {name}"[:500],
+            title=f"Rapport de bilan — {name or source.program.name}"[:500],
             type=DocumentType.BILAN_REPORT,
             external_id=key,
             meta={
                 "source": "wedof",
-                "folder_external_id": data.external_id,
-                "wedof_state": data.state,
-                "state_date": values.iso(data.report_state_date),
-                "permalink": data.permalink,
-                "program": program.name,
+                "folder_external_id": source.external_id,
+                "wedof_state": source.state,
+                "state_date": values.iso(source.report_state_date),
+                "permalink": source.permalink,
+                "program": source.program.name,
             },
         )
         self.session.add(document)
