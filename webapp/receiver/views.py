@@ -25,6 +25,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 from bdc.crypto import SecretDecryptionError
 from bdc.db import get_engine
@@ -114,14 +115,24 @@ def _read_body(limit: int) -> bytes:
     too_large = ApiError(413, "payload_too_large", f"The body exceeds the limit of {limit} bytes.")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
+    # Our own stream, not request.stream: Flask's is capped at MAX_CONTENT_LENGTH and silently
+    # truncates a chunked body there, which would pass the size check and fail as "bad signature".
+    # This one is bounded by Content-Length, or by the server for chunked bodies.
+    stream = get_input_stream(request.environ, max_content_length=None)
+    chunks: list[bytes] = []
+    remaining = limit + 1  # read at most one byte past the limit, whatever Content-Length claims
     try:
-        # Read at most limit + 1 bytes whatever Content-Length claims: one byte over proves it is too big.
-        body = request.stream.read(limit + 1)
+        while remaining > 0:
+            chunk = stream.read(min(remaining, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
     except RequestEntityTooLarge:
         raise too_large from None
-    if len(body) > limit:
+    if remaining <= 0:
         raise too_large
-    return body
+    return b"".join(chunks)
 
 
 def _check_signature(connection: ReceivingConnection, body: bytes) -> None:
