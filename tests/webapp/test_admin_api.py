@@ -443,3 +443,15 @@ def test_ids_no_row_can_have_are_404_on_both_backends(admin_world_any_db):
                                ("GET", "/status?tenant_id=999999999999", None)):
         response = w.call(method, path, who="super", json=body)
         assert response.status_code == 404, (path, response.get_data(as_text=True))
+
+
+def test_retry_failed_with_broker_down_reports_what_was_not_published(admin_world, app_env, fresh_task_sender):
+    from tests.support.processes import free_port
+
+    w = admin_world
+    app_env(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    fresh_task_sender()
+    data = w.call("POST", "/events/retry-failed", who="admin_a").get_json()
+    assert data["retried"] == 1 and data["not_published"] == data["event_ids"] == [w.ids["a"]["events"]["failed"]]
+    with session_scope(w.database_url) as session:
+        assert session.get(WebhookEvent, data["event_ids"][0]).status == EventStatus.QUEUED  # the sweeper's now

@@ -19,13 +19,13 @@ from bdc.audit import record_audit
 from bdc.models import EventStatus, WebhookEvent, WedofConnection
 from bdc.types import utcnow
 from webapp.admin import bp
-from webapp.admin.common import db_session, get_by_id
+from webapp.admin.common import db_session, get_by_id, publish
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant
 from webapp.admin.serializers import event_detail_json, event_json
 from webapp.admin.validation import json_object, query_choice, query_text, reject_unknown
 from webapp.auth import admin_required
-from webapp.dispatch import BrokerUnavailable, send_task
+from webapp.dispatch import BrokerUnavailable
 from webapp.errors import ApiError
 from worker.task_names import PROCESS_EVENT
 
@@ -107,10 +107,14 @@ def _publish(pairs: list[tuple[int, str]]) -> list[int]:
     """Publish process_event for each (event id, task id); returns the ids that could not be sent."""
     unsent = []
     for event_id, task_id in pairs:
+        if unsent:  # the broker just failed: do not wait a second per remaining event
+            unsent.append(event_id)
+            continue
         try:
-            send_task(PROCESS_EVENT, [event_id], task_id=task_id)
+            publish(PROCESS_EVENT, [event_id], task_id=task_id)
         except BrokerUnavailable:
-            unsent.append(event_id)  # the row is queued: the inbox sweeper re-enqueues it later
+            unsent.append(event_id)
+    # Unsent rows are queued in the table: the inbox sweeper enqueues them when the broker is back.
     return unsent
 
 
