@@ -302,6 +302,7 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     api = sandbox.control("GET", "/requests")
     verdict = _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, totals, timeline,
                        initial_sync, final_sync, time.monotonic() - run_started)
+    verdict["processes_at_end"] = stack.health()
     return verdict
 
 
@@ -381,7 +382,8 @@ def verdict_line(verdict: dict) -> str:
             f"stale {r['stale']} mismatched {r['mismatched']} (of {r['folders']}; before the sync: "
             f"{verdict['before_final_sync']['behind_acknowledged']} behind an acknowledged delivery) | delivery→applied p50 "
             f"{rec['p50']} ms p99 {rec['p99']} ms (from first send p50 {sent['p50']} p99 {sent['p99']} ms) | "
-            f"{verdict['duration_s']} s")
+            f"{verdict['duration_s']} s | not alive at the end: "
+            f"{[n for n, st in verdict.get('processes_at_end', {}).items() if st != 'alive'] or 'none'}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -173,6 +173,21 @@ class Stack:
         """SIGKILL the worker's whole process group (parent and pool children), like a crashed host."""
         self.workers[name].kill()
 
+    def health(self) -> dict[str, str]:
+        """Each current process: "alive", or how it ended (a worker may die on its own, e.g. when the
+        broker vanishes under it: kombu can raise "Unrecoverable error" and exit)."""
+        states = {}
+        for name, service in [*(("worker " + n, w) for n, w in self.workers.items()), ("beat", self.beat),
+                              ("receiver", self.receiver)]:
+            if service is None:
+                continue
+            if service.alive():
+                states[name] = "alive"
+            else:
+                errors = [line for line in service.log_tail(400).splitlines() if "Unrecoverable error" in line]
+                states[name] = f"exited {service.process.process.returncode}: {(errors or ['?'])[-1][-200:]}"
+        return states
+
     def stop_all(self) -> None:
         for service in (self.beat, *self.workers.values(), self.receiver):
             if service is None:
