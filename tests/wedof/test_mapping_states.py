@@ -44,7 +44,9 @@ def test_the_table_holds_exactly_the_documented_states():
     assert ENROLLMENT_STATUS_BY_STATE == EXPECTED
 
 
-@pytest.mark.parametrize("state", [None, "", "unknown", "INTRAINING", "intraining", 42, ["inTraining"], {"s": 1}])
+@pytest.mark.parametrize(
+    "state", [None, "", "unknown", "INTRAINING", "intraining", 42, ["inTraining"], {"s": 1}]
+)
 def test_unknown_or_garbage_states_are_enrolled(state):
     assert enrollment_status_for(state) == E.ENROLLED
 
@@ -58,17 +60,20 @@ def test_progress_push_states_and_report_states():
 B = BeneficiaryStatus
 
 
-@pytest.mark.parametrize(("statuses", "current", "expected"), [
-    ([], B.ACTIVE, B.ACTIVE),
-    ([E.ENROLLED], B.ACTIVE, B.ACTIVE),
-    ([E.ACTIVE, E.COMPLETED], B.ACTIVE, B.ACTIVE),
-    ([E.COMPLETED], B.ACTIVE, B.COMPLETED),
-    ([E.COMPLETED, E.COMPLETED], B.ACTIVE, B.COMPLETED),
-    ([E.COMPLETED, E.WITHDRAWN], B.ACTIVE, B.COMPLETED),
-    ([E.WITHDRAWN], B.ACTIVE, B.ACTIVE),
-    ([E.ACTIVE], B.COMPLETED, B.ACTIVE),  # a new bilan started: active again
-    ([E.COMPLETED], B.ARCHIVED, B.ARCHIVED),  # staff decisions stand
-    ([E.ACTIVE], B.INACTIVE, B.INACTIVE),
-])
+@pytest.mark.parametrize(
+    ("statuses", "current", "expected"),
+    [
+        ([], B.ACTIVE, B.ACTIVE),
+        ([E.ENROLLED], B.ACTIVE, B.ACTIVE),
+        ([E.ACTIVE, E.COMPLETED], B.ACTIVE, B.ACTIVE),
+        ([E.COMPLETED], B.ACTIVE, B.COMPLETED),
+        ([E.COMPLETED, E.COMPLETED], B.ACTIVE, B.COMPLETED),
+        ([E.COMPLETED, E.WITHDRAWN], B.ACTIVE, B.COMPLETED),
+        ([E.WITHDRAWN], B.ACTIVE, B.ACTIVE),
+        ([E.ACTIVE], B.COMPLETED, B.ACTIVE),  # a new bilan started: active again
+        ([E.COMPLETED], B.ARCHIVED, B.ARCHIVED),  # staff decisions stand
+        ([E.ACTIVE], B.INACTIVE, B.INACTIVE),
+    ],
+)
 def test_beneficiary_status_follows_enrollments(statuses, current, expected):
     assert beneficiary_status_for(statuses, current) == expected

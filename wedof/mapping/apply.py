@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -121,7 +121,7 @@ def apply_folders(
     newest = sorted((_newest(group) for group in copies.values()), key=lambda item: item[0])
     if newest:
         page = _Page(session, tenant_id, kind, [
-            _Folder(data, [copy for _, copy in copies[data.external_id]]) for _, data in newest
+            _Folder(data, copies[data.external_id]) for _, data in newest
         ])
         for (index, _), result in zip(newest, page.apply(), strict=True):
             results[index] = result
@@ -154,7 +154,8 @@ class _Folder:
     """A folder of the page: its newest copy, all its copies, and what applying them leaves behind."""
 
     data: FolderData
-    copies: list[FolderData]
+    copies: list[tuple[int, FolderData]]  # (position in the page, copy), in page order
+    applied: list[tuple[int, FolderData]] = field(default_factory=list)
     fresh: bool = True
     rate_source: FolderData | None = None  # the last applied copy reporting a completion rate
     report_source: FolderData | None = None  # the first applied copy in an end state
@@ -165,14 +166,13 @@ class _Folder:
         """Replay the copies against the stored enrollment, as one-by-one application would."""
         held_exists = stored is not None
         held = stored.wedof_last_update if stored is not None else None
-        applied = []
-        for copy in self.copies:
+        for index, copy in self.copies:
             if held_exists and _older(copy.last_update, held):
                 continue
-            applied.append(copy)
+            self.applied.append((index, copy))
             held_exists, held = True, copy.last_update
-        self.fresh = bool(applied)
-        for copy in applied:
+        self.fresh = bool(self.applied)
+        for _, copy in self.applied:
             if copy.completion_rate is not None:
                 self.rate_source = copy
             if self.report_source is None and copy.state in REPORT_STATES:
@@ -274,6 +274,11 @@ class _Page:
 
     # -- applying ------------------------------------------------------------------------------------
 
+    def _applied_copies_in_page_order(self) -> list[tuple[int, FolderData]]:
+        """(plan number, copy) for every copy one-by-one application would apply, in page order."""
+        copies = [(index, i, copy) for i, plan in enumerate(self.plans) for index, copy in plan.applied]
+        return [(i, copy) for _, i, copy in sorted(copies, key=lambda item: item[0])]
+
     def _final_enrollment_statuses(self) -> dict[str, list[EnrollmentStatus]]:
         """Each page attendee's enrollment statuses as they will stand once the page is applied.
 
@@ -297,10 +302,9 @@ class _Page:
         created = [False] * len(self.folders)
         changed = [False] * len(self.folders)
         with self.session.no_autoflush:
-            # Level 1: users, beneficiaries, programs (no dependency on this page's other rows).
-            for i, data in enumerate(self.folders):
-                if not fresh[i]:
-                    continue
+            # Level 1: users, beneficiaries, programs (no dependency on this page's other rows),
+            # from every copy that applies, in page order: who claims an email first depends on it.
+            for i, data in self._applied_copies_in_page_order():
                 if data.attendee is not None:
                     made, edited = self._upsert_attendee(data.attendee)
                     created[i] |= made and self.kind == "stagiaires"
