@@ -1,0 +1,209 @@
+"""Webhook ingest throughput: the real receiver vs a bare HMAC-checking endpoint, same gunicorn settings.
+
+    .venv/bin/python -m bench.webhook_ingest [--clients 8] [--seconds 4] [--workers 2]
+
+Starts a throwaway PostgreSQL cluster and redis-server, migrates the database, creates a
+connection, then serves (1) ``webapp.wsgi:app`` and (2) :data:`bare_app` (which only verifies
+the signature and answers 202) with ``webapp/gunicorn_conf.py``. N client processes on loopback
+post signed deliveries with unique ids over keep-alive connections for a bounded time per round;
+rounds alternate bare/receiver so machine noise hits both. Prints deliveries/s, p50 and p99 latency
+for each, and the receiver/bare throughput ratio (target ≥ 0.4, with receiver p99 ≤ 50 ms).
+Everything stops by itself; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+
+from wedof.signatures import compute_signature, verify_signature
+
+BENCH_SECRET = "bench-webhook-secret-3f9c2a"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# --- the baseline: what any receiver must do at least (read the body, check the HMAC, answer) ---
+bare_app = Flask("bare_hmac")
+
+
+@bare_app.post("/api/webhooks/wedof/<int:connection_id>")
+def _bare_receive(connection_id: int):
+    body = request.get_data()
+    if not verify_signature(BENCH_SECRET, body, request.headers.get("X-Wedof-Signature")):
+        return jsonify({"error": "invalid_signature", "message": "bad signature"}), 401
+    return jsonify({"status": "accepted", "event_id": 0}), 202
+
+
+# --- load generator ---
+
+def _folder(n: int, worker: int) -> bytes:
+    return json.dumps({"externalId": str(4270000000 + n), "state": "inTraining", "completionRate": n % 100,
+                       "lastUpdate": "2025-02-03T09:12:44.517Z", "attendee": {"id": n, "firstName": "A"},
+                       "trainingActionInfo": {"externalId": "12345678900012_BDC-action", "title": "Bilan"},
+                       "bench": f"{worker}-{n}"}).encode()
+
+
+def _client(args: tuple) -> list[float]:
+    """One client process: post signed deliveries on a keep-alive connection until the deadline."""
+    port, path, worker, round_no, start_at, seconds, max_requests = args
+    prepared = []
+    for n in range(max_requests):
+        body = _folder(n, worker)
+        prepared.append((body, {"Content-Type": "application/json", "X-Wedof-Event": "registrationFolder.updated",
+                                "X-Wedof-Delivery": f"bench-{round_no}-{worker}-{n}",
+                                "X-Wedof-Signature": compute_signature(BENCH_SECRET, body)}))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies: list[float] = []
+    time.sleep(max(0.0, start_at - time.time()))
+    deadline = time.monotonic() + seconds
+    for body, headers in prepared:
+        if time.monotonic() >= deadline:
+            break
+        began = time.perf_counter()
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - began)
+        if response.status != 202:
+            raise RuntimeError(f"unexpected {response.status} from {path}")
+    conn.close()
+    return latencies
+
+
+def drive(pool, port: int, path: str, clients: int, seconds: float, round_no: int, max_requests: int) -> tuple[list[float], float]:
+    start_at = time.time() + 0.5  # every client has prepared its requests by then
+    jobs = [(port, path, worker, round_no, start_at, seconds, max_requests) for worker in range(clients)]
+    results = pool.map(_client, jobs)
+    elapsed = max(0.001, time.time() - start_at)
+    return [lat for result in results for lat in result], elapsed
+
+
+def summary(latencies: list[float], elapsed: float) -> dict:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"requests": len(ordered), "per_second": len(ordered) / elapsed,
+            "p50_ms": statistics.median(ordered) * 1000, "p99_ms": p99 * 1000}
+
+
+# --- servers ---
+
+def start_services(workdir: Path):
+    from cryptography.fernet import Fernet
+
+    from tests.support.services import PostgresCluster, RedisServer
+
+    os.environ.update({"APP_ENV": "test", "SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                       "JWT_SECRET_KEY": "bench-jwt-secret-key-long-enough", "BDC_VAR_DIR": str(workdir)})
+    redis_server = RedisServer(log_dir=workdir).start()
+    cluster = PostgresCluster().start()
+    return redis_server, cluster
+
+
+def prepare_database(database_url: str) -> int:
+    from bdc.db import dispose_engines, session_scope
+    from bdc.migrate import upgrade
+    from bdc.models import Tenant, WedofConnection
+    from bdc.settings import reset_settings_cache
+
+    os.environ["DATABASE_URL"] = database_url
+    reset_settings_cache()
+    upgrade(database_url)
+    with session_scope(database_url) as session:
+        tenant = Tenant(name="Bench", slug="bench")
+        session.add(tenant)
+        session.flush()
+        connection = WedofConnection(tenant_id=tenant.id, webhook_secret=BENCH_SECRET, signature_algorithm="sha256")
+        session.add(connection)
+        session.flush()
+        connection_id = connection.id
+    dispose_engines()
+    return connection_id
+
+
+def start_gunicorn(name: str, target: str, env: dict, workers: int, workdir: Path):
+    from tests.support.processes import ManagedProcess, free_port, wait_for_port
+
+    port = free_port()
+    server_env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
+    server = ManagedProcess(name, [sys.executable, "-m", "gunicorn", "--config", "webapp/gunicorn_conf.py", target],
+                            env=server_env, log_dir=workdir, cwd=PROJECT_ROOT).start()
+    wait_for_port(port, process=server.process)
+    return server, port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each measured round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per target, alternating")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
+    parser.add_argument("--max-requests", type=int, default=3000, help="cap per client per round")
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    redis_server, cluster = start_services(workdir)
+    servers = []
+    try:
+        database_url = cluster.database_url("postgres")
+        connection_id = prepare_database(database_url)
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_server.url,
+               "GUNICORN_ACCESSLOG": os.environ.get("GUNICORN_ACCESSLOG", "-")}
+        receiver, receiver_port = start_gunicorn("receiver", "webapp.wsgi:app", env, args.workers, workdir)
+        bare, bare_port = start_gunicorn("bare", "bench.webhook_ingest:bare_app", env, args.workers, workdir)
+        servers = [receiver, bare]
+        path = f"/api/webhooks/wedof/{connection_id}"
+        targets = {"bare": bare_port, "receiver": receiver_port}
+        measured: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name in targets}
+        with multiprocessing.get_context("fork").Pool(args.clients) as pool:
+            for port in targets.values():  # warm-up: imports, pools, first connections
+                drive(pool, port, path, args.clients, 1.0, 0, 200)
+            for round_no in range(1, args.rounds + 1):
+                for name, port in targets.items():
+                    latencies, elapsed = drive(pool, port, path, args.clients, args.seconds, round_no,
+                                               args.max_requests)
+                    measured[name] = (measured[name][0] + latencies, measured[name][1] + elapsed)
+
+        results = {name: summary(*measured[name]) for name in targets}
+        stored, queued = _verify(database_url, redis_server.url)
+        print(f"clients={args.clients} gunicorn workers={args.workers} rounds={args.rounds}x{args.seconds:g}s "
+              f"cores={os.cpu_count()}")
+        for name, result in results.items():
+            print(f"{name:>9}: {result['per_second']:8.1f} deliveries/s  p50 {result['p50_ms']:6.2f} ms  "
+                  f"p99 {result['p99_ms']:6.2f} ms  ({result['requests']} requests)")
+        ratio = results["receiver"]["per_second"] / results["bare"]["per_second"]
+        target_met = ratio >= 0.4 and results["receiver"]["p99_ms"] <= 50
+        print(f"    ratio: receiver/bare throughput = {ratio:.2f} (target >= 0.40, receiver p99 <= 50 ms: "
+              f"{'met' if target_met else 'NOT met'})")
+        print(f"  checked: {stored} events stored, {queued} PROCESS_EVENT messages in the Redis 'events' list")
+        return 0
+    finally:
+        for server in servers:
+            server.stop()
+        redis_server.cleanup()
+        cluster.cleanup()
+
+
+def _verify(database_url: str, redis_url: str) -> tuple[int, int]:
+    """Every accepted delivery is a stored row and a queued message (the bench is not measuring no-ops)."""
+    import redis
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM webhook_events WHERE status = 'queued'")).scalar()
+    engine.dispose()
+    queued = redis.Redis.from_url(redis_url).llen("events")
+    return stored, queued
+
+
+if __name__ == "__main__":
+    sys.exit(main())
