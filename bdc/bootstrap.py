@@ -38,8 +38,8 @@ def ensure_env_connection(session: Session, settings: Settings) -> WedofConnecti
         "webhook_secret": settings.wedof_webhook_secret,
         "signature_algorithm": settings.wedof_signature_algorithm,
         "organism_siret": settings.wedof_org_id,
-        "enabled": settings.wedof_sync_enabled,
     }
+    # WEDOF_SYNC_ENABLED only governs the periodic sync (beat); webhooks keep flowing either way.
     differs = [name for name, value in changed.items() if getattr(connection, name) != value]
     for name in differs:
         setattr(connection, name, changed[name])

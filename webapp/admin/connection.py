@@ -18,12 +18,12 @@ from bdc.audit import record_audit
 from bdc.models import WedofConnection
 from bdc.settings import SIGNATURE_ALGORITHMS
 from webapp.admin import bp
-from webapp.admin.common import db_session, publish
+from webapp.admin.common import db_session
 from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection
 from webapp.admin.serializers import connection_json, webhook_url
 from webapp.admin.validation import field, json_object, reject_unknown
 from webapp.auth import admin_required
-from webapp.dispatch import BrokerUnavailable
+from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from worker.task_names import REGISTER_WEBHOOK
 
@@ -169,7 +169,7 @@ def register_webhook():
                      tenant_id=tenant.id, target=("wedof_connection", connection.id))
         connection_id, url = connection.id, webhook_url(connection)
     try:
-        task_id = publish(REGISTER_WEBHOOK, [connection_id])
+        task_id = send_task(REGISTER_WEBHOOK, [connection_id])
     except BrokerUnavailable:
         raise ApiError(503, "broker_unavailable", "The task queue is unreachable; try again.") from None
     return jsonify({"task_id": task_id, "connection_id": connection_id, "webhook_url": url}), 202

@@ -19,13 +19,13 @@ from bdc.audit import record_audit
 from bdc.models import EventStatus, WebhookEvent, WedofConnection
 from bdc.types import utcnow
 from webapp.admin import bp
-from webapp.admin.common import db_session, get_by_id, publish
+from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant
 from webapp.admin.serializers import event_detail_json, event_json
 from webapp.admin.validation import json_object, query_choice, query_text, reject_unknown
 from webapp.auth import admin_required
-from webapp.dispatch import BrokerUnavailable
+from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from worker.task_names import PROCESS_EVENT
 
@@ -111,7 +111,7 @@ def _publish(pairs: list[tuple[int, str]]) -> list[int]:
             unsent.append(event_id)
             continue
         try:
-            publish(PROCESS_EVENT, [event_id], task_id=task_id)
+            send_task(PROCESS_EVENT, [event_id], task_id=task_id)
         except BrokerUnavailable:
             unsent.append(event_id)
     # Unsent rows are queued in the table: the inbox sweeper enqueues them when the broker is back.

@@ -21,13 +21,13 @@ from bdc.models import (
     User,
 )
 from webapp.admin import bp
-from webapp.admin.common import db_session, get_by_id, publish
+from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant
 from webapp.admin.serializers import beneficiary_json, bilan_json, program_json
 from webapp.admin.validation import field, json_object, query_choice, query_text, reject_unknown
 from webapp.auth import admin_required
-from webapp.dispatch import BrokerUnavailable
+from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from worker.task_names import DECLARE_IN_TRAINING, DECLARE_SERVICE_DONE, DECLARE_TERMINATED, PUSH_PROGRESS
 
@@ -101,7 +101,7 @@ def list_bilans():
 
 def _queue(task: str, enrollment_id: int, what: str) -> str:
     try:
-        return publish(task, [enrollment_id])
+        return send_task(task, [enrollment_id])
     except BrokerUnavailable:
         raise ApiError(503, "broker_unavailable", f"The task queue is unreachable; {what}") from None
 

@@ -14,13 +14,13 @@ from bdc.models import EventStatus, SyncKind, SyncRun, SyncStatus, SyncTrigger, 
 from bdc.settings import get_settings
 from bdc.types import utcnow
 from webapp.admin import bp
-from webapp.admin.common import db_session, get_by_id, publish
+from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant, tenant_connection
 from webapp.admin.serializers import connection_json, sync_run_json, webhook_url
 from webapp.admin.validation import field, json_object, query_choice, reject_unknown
 from webapp.auth import admin_required
-from webapp.dispatch import BrokerUnavailable
+from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from wedof.client import WedofClient
 from wedof.errors import WedofError
@@ -115,7 +115,7 @@ def start_sync():
         run_id, connection_id = run.id, connection.id
     # The row is committed before publishing, so the worker always finds it.
     try:
-        publish(SYNC_CONNECTION, [connection_id, kind, full, run_id, SyncTrigger.MANUAL.value], task_id=task_id)
+        send_task(SYNC_CONNECTION, [connection_id, kind, full, run_id, SyncTrigger.MANUAL.value], task_id=task_id)
     except BrokerUnavailable:
         with db_session() as session:
             run = get_by_id(session, SyncRun, run_id)
