@@ -118,6 +118,7 @@ def test_register_webhook_creates_it_at_wedof_and_stores_its_id(broker, sandbox,
     hook = next(h for h in hooks if str(h["id"]) == webhook_id)
     assert hook["url"].endswith(f"/api/webhooks/wedof/{connection_id}")
     assert "registrationFolder.inTraining" in hook["events"] and hook["enabled"] is True
+    assert "registrationFolderBilling.billed" in hook["events"]  # billing changes carry the folder too
 
 
 @pytest.mark.parametrize("name", [PUSH_PROGRESS, DECLARE_IN_TRAINING, REGISTER_WEBHOOK])

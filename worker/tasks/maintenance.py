@@ -37,6 +37,7 @@ from worker.task_names import (
 from worker.tasks.common import MAX_COUNTDOWN, BadTaskArgument, as_id, backoff_seconds, log, short, utcnow
 
 # The registration-folder events of wedof-api.md §5: the folder is the truth, whatever the event.
+# Every event the folder rules apply: state changes and billing changes both carry the whole folder.
 REGISTRATION_FOLDER_EVENTS = tuple(
     f"registrationFolder.{name}"
     for name in (
@@ -45,6 +46,9 @@ REGISTRATION_FOLDER_EVENTS = tuple(
         "canceledByAttendeeNotRealized", "canceledByOrganism", "canceledByFinancer",
         "rejectedWithoutTitulaireSuite", "refusedByAttendee", "refusedByOrganism", "refusedByFinancer",
     )
+) + tuple(
+    f"registrationFolderBilling.{name}"
+    for name in ("notBillable", "depositWait", "depositPaid", "toBill", "billed", "paid")
 )
 
 
