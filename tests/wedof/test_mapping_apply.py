@@ -806,3 +806,67 @@ def test_batch_query_count_does_not_grow_with_the_page(session, tenant):
     assert "UPDATE" in again
     unchanged = run(updated)
     assert set(unchanged) == {"SELECT"} and len(unchanged) <= 6, unchanged
+
+
+def _one_by_one_then_batch(session, tenant, page):
+    for folder in page:
+        apply_folder(session, tenant, folder)
+    one_by_one = snapshot(session)
+    session.rollback()
+    results = apply_folders(session, tenant, page)
+    assert snapshot(session) == one_by_one
+    return one_by_one, results
+
+
+def test_older_copies_in_a_page_leave_what_they_would_have_left(session, tenant):
+    reached_end = make_folder(state="terminated", completion_rate=80, last_update="2025-03-01T00:00:00Z")
+    reached_end["history"]["terminatedDate"] = "2025-03-01T00:00:00Z"
+    newest = make_folder(state="serviceDoneDeclared", completion_rate=None, last_update="2025-03-02T00:00:00Z")
+    rows, results = _one_by_one_then_batch(session, tenant, [reached_end, newest])
+    assert [r.outcome for r in results] == ["stale", "created"]
+    assert rows[("enr", tenant, "4270885603")][3] == 80  # progress from the older copy
+    assert rows[("eval", tenant, "4270885603:completion")][3] == 80
+    assert rows[("doc", tenant, "4270885603:bilan-report")][4]["wedof_state"] == "terminated"
+
+
+def test_titles_name_the_program_as_their_own_folder_does(session, tenant):
+    page = [make_folder("1", attendee_id=1, email="a@x.fr", title="Bilan de compétences", state="terminated"),
+            make_folder("2", attendee_id=2, email="b@x.fr", title="Bilan de compétences 24h", state="terminated")]
+    rows, _ = _one_by_one_then_batch(session, tenant, page)
+    assert rows[("eval", tenant, "1:completion")][2] == "Taux de réalisation — Bilan de compétences"
+    assert rows[("eval", tenant, "2:completion")][2] == "Taux de réalisation — Bilan de compétences 24h"
+    assert rows[("prog", tenant, "12345678900012_bilan-24h-action")][0] == "Bilan de compétences 24h"
+
+
+def test_beneficiary_status_follows_all_its_enrollments(session, tenant):
+    def status():
+        session.expire_all()
+        return one(session, Beneficiary).status
+
+    apply_folder(session, tenant, make_folder("1", state="terminated", last_update="2025-03-01T00:00:00Z"))
+    assert status() == BeneficiaryStatus.COMPLETED
+    apply_folder(session, tenant, make_folder("2", state="inTraining"))  # a second bilan starts
+    assert status() == BeneficiaryStatus.ACTIVE
+    apply_folder(session, tenant, make_folder("2", state="canceledByAttendee", last_update="2025-04-01T00:00:00Z"))
+    assert status() == BeneficiaryStatus.COMPLETED  # the withdrawn one does not count
+    session.execute(Beneficiary.__table__.update().values(status=BeneficiaryStatus.ARCHIVED.value))
+    apply_folder(session, tenant, make_folder("3", state="inTraining"))
+    assert status() == BeneficiaryStatus.ARCHIVED  # staff archived it: their decision stands
+
+
+def test_partial_kinds_respect_a_newer_stored_folder(session, tenant):
+    apply_folder(session, tenant, make_folder(last_update="2025-03-01T00:00:00Z"))
+    older = make_folder(last_update="2025-01-01T00:00:00Z", email="old@x.fr")
+    older["trainingActionInfo"]["title"] = "Ancien titre"
+    for kind in ("stagiaires", "formations"):
+        assert apply_folder(session, tenant, older, kind=kind).outcome == "stale"
+    assert session.scalar(select(User.email)) == "camille.martin@example.fr"
+    assert session.scalar(select(Program.name)) == "Bilan de compétences - 24h"
+
+
+def test_bilan_category_ignores_accents_and_case(session, tenant):
+    for i, title in enumerate(["Bilan de compétences", "BILAN DE COMPÉTENCES - 24h", "bilan  de  competence",
+                               "Mon bilan de Compétences"]):
+        result = apply_folder(session, tenant, make_folder(str(i), attendee_id=i, email=None,
+                                                           action_id=f"a{i}", title=title))
+        assert session.get(Program, result.program_id).category == "bilan_competences", title
