@@ -870,3 +870,46 @@ def test_bilan_category_ignores_accents_and_case(session, tenant):
         result = apply_folder(session, tenant, make_folder(str(i), attendee_id=i, email=None,
                                                            action_id=f"a{i}", title=title))
         assert session.get(Program, result.program_id).category == "bilan_competences", title
+
+
+def test_two_writers_racing_on_one_new_folder_resolve_by_retry(pg_db_url):
+    """Two workers apply the same new folder at once: the loser meets the unique index, rolls back,
+    and its retry finds the winner's rows (nothing doubled). PostgreSQL only: SQLite has one writer."""
+    import threading
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from bdc.db import get_sessionmaker
+    from tests.support.services import wait_until
+
+    maker = get_sessionmaker(pg_db_url)
+    with maker() as setup:
+        tenant_id = add_tenant(setup)
+        setup.commit()
+    outcome: dict = {}
+    with maker() as first, maker() as second:
+        apply_folder(first, tenant_id, make_folder())  # flushed, not committed: holds the unique keys
+
+        def race():
+            try:
+                apply_folder(second, tenant_id, make_folder())
+                outcome["error"] = None
+            except IntegrityError as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=race)
+        thread.start()
+        with maker() as observer:  # wait until the second writer is really blocked on the first's keys
+            wait_until(lambda: observer.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )), timeout=30, message="second writer waiting on the unique index")
+        first.commit()  # now the second writer fails on the unique index
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        assert isinstance(outcome["error"], IntegrityError)
+        second.rollback()
+        assert apply_folder(second, tenant_id, make_folder()).outcome == "unchanged"
+        second.commit()
+        assert counts(second) == {"User": 1, "Beneficiary": 1, "Program": 1, "Enrollment": 1,
+                                  "Evaluation": 1, "Document": 0}

@@ -1,7 +1,10 @@
 """Wedof registration folder → BDC data layer: the status table and the one upsert everyone calls.
 
 ``apply_folder(session, tenant_id, folder, kind=...)`` for one webhook event,
-``apply_folders(session, tenant_id, folders, kind=...)`` for a sync page. Neither commits.
+``apply_folders(session, tenant_id, folders, kind=...)`` for a sync page. Neither commits: the
+caller owns the transaction. Errors: :class:`FolderRejected` is permanent (nothing was written;
+record the reason, do not retry); a database error (``IntegrityError`` from a concurrent writer,
+``OperationalError``) is transient: roll back and retry the whole unit, the upsert is idempotent.
 """
 
 from wedof.mapping.apply import ApplyResult, apply_folder, apply_folders, beneficiary_status_for

@@ -166,7 +166,8 @@ def _attendee(raw: Any, folder_id: str) -> AttendeeData:
         postal_code=values.short_text(address.get("zipCode"), 20),
         country=values.text(address.get("country"), 100) or values.text(address.get("countryCode"), 100),
         facts={
-            "wedof_degree": int(degree) if degree is not None and degree.is_integer() else None,
+            # The French qualification level (1–8); anything else is noise.
+            "wedof_degree": int(degree) if degree is not None and degree.is_integer() and 0 <= degree <= 9 else None,
             "wedof_degree_title": values.text(raw.get("degreeTitle"), 300),
             "wedof_gender": values.text(raw.get("gender"), 50),
             "wedof_pole_emploi_id": values.text(raw.get("poleEmploiId"), 50),
