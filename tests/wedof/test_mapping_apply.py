@@ -364,8 +364,14 @@ def test_last_update_with_offset_is_compared_in_utc(session, tenant):
 
 
 RATES = [  # (completionRate sent, Enrollment.progress, Evaluation.score)
-    (40, 40, 40.0), (0, 0, 0.0), (100, 100, 100.0), (150, 100, 100.0), (-5, 0, 0.0), ("62", 62, 62.0),
-    (33.5, 34, 33.5), ("99,5", 100, 99.5),
+    (40, 40, 40.0),
+    (0, 0, 0.0),
+    (100, 100, 100.0),
+    (150, 100, 100.0),
+    (-5, 0, 0.0),
+    ("62", 62, 62.0),
+    (33.5, 34, 33.5),
+    ("99,5", 100, 99.5),
 ]
 
 
@@ -377,14 +383,18 @@ def test_completion_rate_sets_progress_and_evaluation(session, tenant):
         evaluation = one(session, Evaluation, external_id="4270885603:completion")
         assert evaluation.score == score, rate
         assert evaluation.title == "Taux de réalisation — Bilan de compétences - 24h"
-        assert evaluation.status == (EvaluationStatus.COMPLETED if score == 100 else EvaluationStatus.IN_PROGRESS)
+        assert evaluation.status == (
+            EvaluationStatus.COMPLETED if score == 100 else EvaluationStatus.IN_PROGRESS
+        )
 
 
 def test_unusable_completion_rate_keeps_what_we_hold(session, tenant):
     for rate in [None, "n/a", "abc", True, [], {"v": 1}, float("nan"), float("inf"), "1e999"]:
         session.rollback()
         apply_folder(session, tenant, make_folder(completion_rate=35, last_update="2025-02-01T00:00:00Z"))
-        result = apply_folder(session, tenant, make_folder(completion_rate=rate, last_update="2025-02-02T00:00:00Z"))
+        result = apply_folder(
+            session, tenant, make_folder(completion_rate=rate, last_update="2025-02-02T00:00:00Z")
+        )
         assert result.outcome == "updated", rate  # lastUpdate moved on
         assert one(session, Enrollment).progress == 35, rate
         assert one(session, Evaluation).score == 35, rate
@@ -485,7 +495,16 @@ def test_full_address_and_birth_date(session, tenant):
 
 
 def test_invalid_email_is_null(session, tenant):
-    for email in ["not-an-email", "a@b", "two@@x.fr", "sp ace@x.fr", "x" * 250 + "@x.fr", 12, ["a@b.fr"], None]:
+    for email in [
+        "not-an-email",
+        "a@b",
+        "two@@x.fr",
+        "sp ace@x.fr",
+        "x" * 250 + "@x.fr",
+        12,
+        ["a@b.fr"],
+        None,
+    ]:
         session.rollback()
         apply_folder(session, tenant, make_folder(email=email))
         assert session.scalar(select(User.email)) is None, email
@@ -587,7 +606,9 @@ def test_email_released_and_claimed_in_one_page(session, tenant):
     assert bens["1"].custom_fields["wedof_email"] == "b@x.fr"
     assert session.get(User, bens["2"].user_id).email == "d@x.fr"
     # The next delivery of the same folder finds the address free and takes it.
-    apply_folder(session, tenant, make_folder("1", attendee_id=1, email="b@x.fr", last_update="2025-05-01T00:00:00Z"))
+    apply_folder(
+        session, tenant, make_folder("1", attendee_id=1, email="b@x.fr", last_update="2025-05-01T00:00:00Z")
+    )
     session.commit()
     assert session.get(User, bens["1"].user_id).email == "b@x.fr"
     assert "wedof_email" not in bens["1"].custom_fields
@@ -678,10 +699,22 @@ def test_unknown_kind_is_a_caller_error(session, tenant):
 
 
 UNUSABLE_FOLDERS = [
-    None, [], "folder", 42, {}, {"externalId": None}, {"externalId": ""}, {"externalId": "  "},
-    {"externalId": True}, {"externalId": "../../users/me"}, {"externalId": "x" * 53},
-    make_folder(attendee=None), make_folder(attendee={"id": None}), make_folder(attendee={"id": True}),
-    make_folder(attendee="81234"), make_folder(trainingActionInfo=None),
+    None,
+    [],
+    "folder",
+    42,
+    {},
+    {"externalId": None},
+    {"externalId": ""},
+    {"externalId": "  "},
+    {"externalId": True},
+    {"externalId": "../../users/me"},
+    {"externalId": "x" * 53},
+    make_folder(attendee=None),
+    make_folder(attendee={"id": None}),
+    make_folder(attendee={"id": True}),
+    make_folder(attendee="81234"),
+    make_folder(trainingActionInfo=None),
     make_folder(trainingActionInfo={"externalId": None, "trainingActionId": None, "title": "x"}),
     make_folder(trainingActionInfo={"externalId": "y" * 201}),
 ]
@@ -790,8 +823,12 @@ def test_batch_query_count_does_not_grow_with_the_page(session, tenant):
         return seen
 
     def check(seen, inserted_rows):
-        assert seen.count("SELECT") <= 6, seen  # beneficiaries+users, email holders, programs, enrollments, evaluations, documents
-        assert len([s for s in seen if s not in ("SELECT", "INSERT")]) <= 6, seen  # one UPDATE batch per table
+        assert seen.count("SELECT") <= 6, (
+            seen
+        )  # beneficiaries+users, email holders, programs, enrollments, evaluations, documents
+        assert len([s for s in seen if s not in ("SELECT", "INSERT")]) <= 6, (
+            seen
+        )  # one UPDATE batch per table
         assert seen.count("INSERT") <= (6 if postgres else inserted_rows), seen
 
     small, big = run(page_of(4)), run(page_of(40, offset=10))
@@ -799,8 +836,10 @@ def test_batch_query_count_does_not_grow_with_the_page(session, tenant):
     check(big, inserted_rows=40 * 3 + 20 * 2 + 3 + 16)
     if postgres:
         assert abs(len(big) - len(small)) <= 1, (small, big)
-    updated = [dict(f, lastUpdate="2025-06-01T00:00:00Z", completionRate=100, state="serviceDoneValidated")
-               for f in page_of(40, offset=10)]
+    updated = [
+        dict(f, lastUpdate="2025-06-01T00:00:00Z", completionRate=100, state="serviceDoneValidated")
+        for f in page_of(40, offset=10)
+    ]
     again = run(updated)
     check(again, inserted_rows=40)  # the reports not created yet
     assert "UPDATE" in again
@@ -821,7 +860,9 @@ def _one_by_one_then_batch(session, tenant, page):
 def test_older_copies_in_a_page_leave_what_they_would_have_left(session, tenant):
     reached_end = make_folder(state="terminated", completion_rate=80, last_update="2025-03-01T00:00:00Z")
     reached_end["history"]["terminatedDate"] = "2025-03-01T00:00:00Z"
-    newest = make_folder(state="serviceDoneDeclared", completion_rate=None, last_update="2025-03-02T00:00:00Z")
+    newest = make_folder(
+        state="serviceDoneDeclared", completion_rate=None, last_update="2025-03-02T00:00:00Z"
+    )
     rows, results = _one_by_one_then_batch(session, tenant, [reached_end, newest])
     assert [r.outcome for r in results] == ["stale", "created"]
     assert rows[("enr", tenant, "4270885603")][3] == 80  # progress from the older copy
@@ -830,8 +871,10 @@ def test_older_copies_in_a_page_leave_what_they_would_have_left(session, tenant)
 
 
 def test_titles_name_the_program_as_their_own_folder_does(session, tenant):
-    page = [make_folder("1", attendee_id=1, email="a@x.fr", title="Bilan de compétences", state="terminated"),
-            make_folder("2", attendee_id=2, email="b@x.fr", title="Bilan de compétences 24h", state="terminated")]
+    page = [
+        make_folder("1", attendee_id=1, email="a@x.fr", title="Bilan de compétences", state="terminated"),
+        make_folder("2", attendee_id=2, email="b@x.fr", title="Bilan de compétences 24h", state="terminated"),
+    ]
     rows, _ = _one_by_one_then_batch(session, tenant, page)
     assert rows[("eval", tenant, "1:completion")][2] == "Taux de réalisation — Bilan de compétences"
     assert rows[("eval", tenant, "2:completion")][2] == "Taux de réalisation — Bilan de compétences 24h"
@@ -847,7 +890,9 @@ def test_beneficiary_status_follows_all_its_enrollments(session, tenant):
     assert status() == BeneficiaryStatus.COMPLETED
     apply_folder(session, tenant, make_folder("2", state="inTraining"))  # a second bilan starts
     assert status() == BeneficiaryStatus.ACTIVE
-    apply_folder(session, tenant, make_folder("2", state="canceledByAttendee", last_update="2025-04-01T00:00:00Z"))
+    apply_folder(
+        session, tenant, make_folder("2", state="canceledByAttendee", last_update="2025-04-01T00:00:00Z")
+    )
     assert status() == BeneficiaryStatus.COMPLETED  # the withdrawn one does not count
     session.execute(Beneficiary.__table__.update().values(status=BeneficiaryStatus.ARCHIVED.value))
     apply_folder(session, tenant, make_folder("3", state="inTraining"))
@@ -865,10 +910,17 @@ def test_partial_kinds_respect_a_newer_stored_folder(session, tenant):
 
 
 def test_bilan_category_ignores_accents_and_case(session, tenant):
-    for i, title in enumerate(["Bilan de compétences", "BILAN DE COMPÉTENCES - 24h", "bilan  de  competence",
-                               "Mon bilan de Compétences"]):
-        result = apply_folder(session, tenant, make_folder(str(i), attendee_id=i, email=None,
-                                                           action_id=f"a{i}", title=title))
+    for i, title in enumerate(
+        [
+            "Bilan de compétences",
+            "BILAN DE COMPÉTENCES - 24h",
+            "bilan  de  competence",
+            "Mon bilan de Compétences",
+        ]
+    ):
+        result = apply_folder(
+            session, tenant, make_folder(str(i), attendee_id=i, email=None, action_id=f"a{i}", title=title)
+        )
         assert session.get(Program, result.program_id).category == "bilan_competences", title
 
 
@@ -901,9 +953,15 @@ def test_two_writers_racing_on_one_new_folder_resolve_by_retry(pg_db_url):
         thread = threading.Thread(target=race)
         thread.start()
         with maker() as observer:  # wait until the second writer is really blocked on the first's keys
-            wait_until(lambda: observer.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )), timeout=30, message="second writer waiting on the unique index")
+            wait_until(
+                lambda: observer.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                ),
+                timeout=30,
+                message="second writer waiting on the unique index",
+            )
         first.commit()  # now the second writer fails on the unique index
         thread.join(timeout=60)
         assert not thread.is_alive()
@@ -911,5 +969,11 @@ def test_two_writers_racing_on_one_new_folder_resolve_by_retry(pg_db_url):
         second.rollback()
         assert apply_folder(second, tenant_id, make_folder()).outcome == "unchanged"
         second.commit()
-        assert counts(second) == {"User": 1, "Beneficiary": 1, "Program": 1, "Enrollment": 1,
-                                  "Evaluation": 1, "Document": 0}
+        assert counts(second) == {
+            "User": 1,
+            "Beneficiary": 1,
+            "Program": 1,
+            "Enrollment": 1,
+            "Evaluation": 1,
+            "Document": 0,
+        }

@@ -23,30 +23,82 @@ SETTINGS = settings(
     max_examples=_HUNT or 40,
     deadline=None,
     derandomize=not _HUNT,  # the same examples every suite run: a failure is reproducible, the duration stable
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 
 # Text including what databases refuse: NUL, lone surrogates, huge strings, placeholders.
 nasty_text = st.one_of(
     st.text(max_size=30),
-    st.sampled_from(["", " ", "string", "null", "N/A", "\x00", "a\x00b", "\ud800", "Hélène\udfff", "x" * 600,
-                     "2024-02-30T00:00:00Z", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00",
-                     "1987-05-14", "2025-02-03T09:12:44.517Z", "1e999", "-1", "NaN"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "string",
+            "null",
+            "N/A",
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "Hélène\udfff",
+            "x" * 600,
+            "2024-02-30T00:00:00Z",
+            "9999-12-31T23:59:59-05:00",
+            "0001-01-01T00:00:00+05:00",
+            "1987-05-14",
+            "2025-02-03T09:12:44.517Z",
+            "1e999",
+            "-1",
+            "NaN",
+        ]
+    ),
 )
 scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), nasty_text,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    nasty_text,
 )
 json_value = st.recursive(
     scalar,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
 )
-ATTENDEE_KEYS = ["firstName", "lastName", "email", "phoneNumber", "phoneFixed", "dateOfBirth", "gender",
-                 "degree", "degreeTitle", "poleEmploiId"]
-ADDRESS_KEYS = ["number", "roadTypeLabel", "roadName", "zipCode", "city", "country", "countryCode", "fullAddress"]
-ACTION_KEYS = ["title", "content", "trainingGoal", "indicativeDuration", "sessionStartDate", "sessionEndDate",
-               "trainingActionId"]
+ATTENDEE_KEYS = [
+    "firstName",
+    "lastName",
+    "email",
+    "phoneNumber",
+    "phoneFixed",
+    "dateOfBirth",
+    "gender",
+    "degree",
+    "degreeTitle",
+    "poleEmploiId",
+]
+ADDRESS_KEYS = [
+    "number",
+    "roadTypeLabel",
+    "roadName",
+    "zipCode",
+    "city",
+    "country",
+    "countryCode",
+    "fullAddress",
+]
+ACTION_KEYS = [
+    "title",
+    "content",
+    "trainingGoal",
+    "indicativeDuration",
+    "sessionStartDate",
+    "sessionEndDate",
+    "trainingActionId",
+]
 TOP_KEYS = ["state", "billingState", "completionRate", "lastUpdate", "createdOn", "permalink"]
 HISTORY_KEYS = ["acceptedDate", "terminatedDate", "serviceDoneDeclaredDate", "serviceDoneValidatedDate"]
 
@@ -58,19 +110,26 @@ def optional_keys(keys, values):
 # Anything at all, shaped enough like a folder to reach the deep code paths.
 hostile_folder = st.one_of(
     json_value,
-    st.fixed_dictionaries({}, optional={
-        "externalId": st.one_of(json_value, st.from_regex(r"[0-9]{1,14}", fullmatch=True)),
-        "attendee": st.one_of(json_value, optional_keys(["id", *ATTENDEE_KEYS, "address"], json_value)),
-        "trainingActionInfo": st.one_of(json_value, optional_keys(["externalId", *ACTION_KEYS], json_value)),
-        "history": st.one_of(json_value, optional_keys(HISTORY_KEYS, json_value)),
-        **{key: json_value for key in TOP_KEYS},
-    }),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "externalId": st.one_of(json_value, st.from_regex(r"[0-9]{1,14}", fullmatch=True)),
+            "attendee": st.one_of(json_value, optional_keys(["id", *ATTENDEE_KEYS, "address"], json_value)),
+            "trainingActionInfo": st.one_of(
+                json_value, optional_keys(["externalId", *ACTION_KEYS], json_value)
+            ),
+            "history": st.one_of(json_value, optional_keys(HISTORY_KEYS, json_value)),
+            **{key: json_value for key in TOP_KEYS},
+        },
+    ),
 )
 
 # A folder with usable keys (folder number, attendee id, training action id) and hostile everything else.
 usable_folder = st.builds(
     lambda number, attendee_id, action, top, attendee, address, info, history: {
-        **top, "externalId": number, "history": history,
+        **top,
+        "externalId": number,
+        "history": history,
         "attendee": {**attendee, "id": attendee_id, "address": address},
         "trainingActionInfo": {**info, "externalId": action},
     },
@@ -149,10 +208,24 @@ def _tenant_id(session) -> int:
 
 # -- batch == one by one ------------------------------------------------------------------------------
 
-STATES = ["notProcessed", "accepted", "inTraining", "terminated", "serviceDoneDeclared", "canceledByAttendee",
-          "refusedByFinancer", "somethingNew", None]
-DATES = ["2025-01-01T00:00:00.000Z", "2025-02-01T00:00:00.000Z", "2025-02-01T00:00:00.000Z",
-         "2025-03-01T00:00:00.000Z", None]
+STATES = [
+    "notProcessed",
+    "accepted",
+    "inTraining",
+    "terminated",
+    "serviceDoneDeclared",
+    "canceledByAttendee",
+    "refusedByFinancer",
+    "somethingNew",
+    None,
+]
+DATES = [
+    "2025-01-01T00:00:00.000Z",
+    "2025-02-01T00:00:00.000Z",
+    "2025-02-01T00:00:00.000Z",
+    "2025-03-01T00:00:00.000Z",
+    None,
+]
 
 
 @st.composite
@@ -165,21 +238,25 @@ def small_world_page(draw, size):
     """
     emails = draw(st.lists(st.sampled_from(["a@x.fr", "b@x.fr", "c@x.fr", None]), min_size=3, max_size=3))
     names = draw(st.lists(st.sampled_from(["Hélène", "Noël", None]), min_size=3, max_size=3))
-    titles = draw(st.lists(st.sampled_from(["Bilan de compétences", "Anglais", None]), min_size=2, max_size=2))
+    titles = draw(
+        st.lists(st.sampled_from(["Bilan de compétences", "Anglais", None]), min_size=2, max_size=2)
+    )
     page = []
     for _ in range(draw(st.integers(min_value=1, max_value=size))):
         number = draw(st.integers(min_value=0, max_value=4))
         attendee = number // 2
-        page.append(make_folder(
-            str(9000 + number),
-            attendee_id=attendee,
-            email=emails[attendee],
-            state=draw(st.sampled_from(STATES)),
-            last_update=draw(st.sampled_from(DATES)),
-            completion_rate=draw(st.sampled_from([None, 0, 50, 100])),
-            action_id=f"action-{number % 2}",
-            title=titles[number % 2],
-        ))
+        page.append(
+            make_folder(
+                str(9000 + number),
+                attendee_id=attendee,
+                email=emails[attendee],
+                state=draw(st.sampled_from(STATES)),
+                last_update=draw(st.sampled_from(DATES)),
+                completion_rate=draw(st.sampled_from([None, 0, 50, 100])),
+                action_id=f"action-{number % 2}",
+                title=titles[number % 2],
+            )
+        )
         page[-1]["attendee"]["firstName"] = names[attendee]
     return page
 

@@ -17,7 +17,16 @@ from wedof.mapping.states import (
 )
 
 __all__ = [
-    "ENROLLMENT_STATUS_BY_STATE", "PROGRESS_ALLOWED_STATES", "REPORT_STATES", "enrollment_status_for",
-    "FolderRejected", "FolderData", "read_folder", "KINDS",
-    "ApplyResult", "apply_folder", "apply_folders", "beneficiary_status_for",
+    "ENROLLMENT_STATUS_BY_STATE",
+    "PROGRESS_ALLOWED_STATES",
+    "REPORT_STATES",
+    "enrollment_status_for",
+    "FolderRejected",
+    "FolderData",
+    "read_folder",
+    "KINDS",
+    "ApplyResult",
+    "apply_folder",
+    "apply_folders",
+    "beneficiary_status_for",
 ]

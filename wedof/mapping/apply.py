@@ -79,7 +79,9 @@ def bilan_report_key(folder_external_id: str) -> str:
     return f"{folder_external_id}:bilan-report"
 
 
-def beneficiary_status_for(statuses: Iterable[EnrollmentStatus], current: BeneficiaryStatus | None) -> BeneficiaryStatus:
+def beneficiary_status_for(
+    statuses: Iterable[EnrollmentStatus], current: BeneficiaryStatus | None
+) -> BeneficiaryStatus:
     """Completed when every enrollment not withdrawn is completed (at least one), else active."""
     if current in (BeneficiaryStatus.INACTIVE, BeneficiaryStatus.ARCHIVED):
         return current
@@ -120,16 +122,17 @@ def apply_folders(
         copies[data.external_id].append((index, data))
     newest = sorted((_newest(group) for group in copies.values()), key=lambda item: item[0])
     if newest:
-        page = _Page(session, tenant_id, kind, [
-            _Folder(data, copies[data.external_id]) for _, data in newest
-        ])
+        page = _Page(
+            session, tenant_id, kind, [_Folder(data, copies[data.external_id]) for _, data in newest]
+        )
         for (index, _), result in zip(newest, page.apply(), strict=True):
             results[index] = result
         for index, data in readable:
             if results[index] is None:  # an older copy of a folder of this page
                 newer = page.results[data.external_id]
-                results[index] = ApplyResult(data.external_id, STALE, newer.enrollment_id,
-                                             newer.beneficiary_id, newer.program_id)
+                results[index] = ApplyResult(
+                    data.external_id, STALE, newer.enrollment_id, newer.beneficiary_id, newer.program_id
+                )
     return results  # type: ignore[return-value]  # every slot is filled by now
 
 
@@ -229,7 +232,9 @@ class _Page:
         programs = [data.program for data in self.folders if data.program is not None]
         if attendees:
             rows = session.execute(
-                select(Beneficiary, User).join(User, Beneficiary.user_id == User.id).where(
+                select(Beneficiary, User)
+                .join(User, Beneficiary.user_id == User.id)
+                .where(
                     Beneficiary.tenant_id == tenant,
                     Beneficiary.external_id.in_(sorted({a.external_id for a in attendees})),
                 )
@@ -244,9 +249,12 @@ class _Page:
                 for user in session.scalars(select(User).where(User.email.in_(emails))):
                     self.email_holders[user.email] = user
         if programs:
-            for program in session.scalars(select(Program).where(
-                Program.tenant_id == tenant, Program.external_id.in_(sorted({p.external_id for p in programs}))
-            )):
+            for program in session.scalars(
+                select(Program).where(
+                    Program.tenant_id == tenant,
+                    Program.external_id.in_(sorted({p.external_id for p in programs})),
+                )
+            ):
                 self.programs[program.external_id] = program
         beneficiary_ids = [b.id for b in self.beneficiaries.values()]
         wanted = Enrollment.external_id.in_(folder_ids)
@@ -262,14 +270,14 @@ class _Page:
             self.beneficiary_enrollments.append(enrollment)
         if self.kind == "all":
             keys = [completion_evaluation_key(i) for i in folder_ids]
-            for evaluation in session.scalars(select(Evaluation).where(
-                Evaluation.tenant_id == tenant, Evaluation.external_id.in_(keys)
-            )):
+            for evaluation in session.scalars(
+                select(Evaluation).where(Evaluation.tenant_id == tenant, Evaluation.external_id.in_(keys))
+            ):
                 self.evaluations[evaluation.external_id] = evaluation
             keys = [bilan_report_key(i) for i in folder_ids]
-            for document in session.scalars(select(Document).where(
-                Document.tenant_id == tenant, Document.external_id.in_(keys)
-            )):
+            for document in session.scalars(
+                select(Document).where(Document.tenant_id == tenant, Document.external_id.in_(keys))
+            ):
                 self.documents[document.external_id] = document
 
     # -- applying ------------------------------------------------------------------------------------
@@ -285,8 +293,11 @@ class _Page:
         Known up front (this page's fresh folders replace what is stored), so each beneficiary's
         status is written together with its other fields, in one statement.
         """
-        replaced = {data.external_id for data, fresh in zip(self.folders, self.fresh, strict=True)
-                    if fresh and self.kind == "all"}
+        replaced = {
+            data.external_id
+            for data, fresh in zip(self.folders, self.fresh, strict=True)
+            if fresh and self.kind == "all"
+        }
         attendee_of = {b.id: external_id for external_id, b in self.beneficiaries.items()}
         statuses: dict[str, list[EnrollmentStatus]] = defaultdict(list)
         for enrollment in self.beneficiary_enrollments:
@@ -328,7 +339,9 @@ class _Page:
                         changed[i] |= self._upsert_evaluation(plan)
                         changed[i] |= self._create_report(plan)
                 self.session.flush()
-        results = [self._result(data, fresh[i], created[i], changed[i]) for i, data in enumerate(self.folders)]
+        results = [
+            self._result(data, fresh[i], created[i], changed[i]) for i, data in enumerate(self.folders)
+        ]
         self.results = {result.external_id: result for result in results}
         return results
 
@@ -337,8 +350,12 @@ class _Page:
         made = beneficiary is None
         if beneficiary is None:
             user = User(tenant_id=self.tenant_id, role=UserRole.STUDENT, is_active=True)
-            beneficiary = Beneficiary(tenant_id=self.tenant_id, external_id=attendee.external_id,
-                                      status=BeneficiaryStatus.ACTIVE, custom_fields={})
+            beneficiary = Beneficiary(
+                tenant_id=self.tenant_id,
+                external_id=attendee.external_id,
+                status=BeneficiaryStatus.ACTIVE,
+                custom_fields={},
+            )
             beneficiary.user = user
             self.session.add(beneficiary)
             self.beneficiaries[attendee.external_id] = beneficiary
@@ -414,8 +431,13 @@ class _Page:
         enrollment = self.enrollments.get(data.external_id)
         made = enrollment is None
         if enrollment is None:
-            enrollment = Enrollment(tenant_id=self.tenant_id, external_id=data.external_id, progress=0,
-                                    beneficiary_id=beneficiary.id, program_id=program.id)
+            enrollment = Enrollment(
+                tenant_id=self.tenant_id,
+                external_id=data.external_id,
+                progress=0,
+                beneficiary_id=beneficiary.id,
+                program_id=program.id,
+            )
             self.session.add(enrollment)
             self.enrollments[data.external_id] = enrollment
             self.beneficiary_enrollments.append(enrollment)

@@ -117,9 +117,12 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
         billing_state=values.short_text(folder.get("billingState"), 32),
         status=enrollment_status_for(state),
         completion_rate=values.percent(folder.get("completionRate")),
-        enrolled_at=values.datetime_utc(history.get("acceptedDate")) or values.datetime_utc(folder.get("createdOn")),
-        completed_at=(values.datetime_utc(history.get("terminatedDate"))
-                      or values.datetime_utc(history.get("serviceDoneDeclaredDate"))),
+        enrolled_at=values.datetime_utc(history.get("acceptedDate"))
+        or values.datetime_utc(folder.get("createdOn")),
+        completed_at=(
+            values.datetime_utc(history.get("terminatedDate"))
+            or values.datetime_utc(history.get("serviceDoneDeclaredDate"))
+        ),
         permalink=values.short_text(folder.get("permalink"), 2000),
         report_state_date=values.datetime_utc(history.get(report_key)) if report_key else None,
         attendee=attendee,
@@ -167,7 +170,9 @@ def _attendee(raw: Any, folder_id: str) -> AttendeeData:
         country=values.text(address.get("country"), 100) or values.text(address.get("countryCode"), 100),
         facts={
             # The French qualification level (1–8); anything else is noise.
-            "wedof_degree": int(degree) if degree is not None and degree.is_integer() and 0 <= degree <= 9 else None,
+            "wedof_degree": int(degree)
+            if degree is not None and degree.is_integer() and 0 <= degree <= 9
+            else None,
             "wedof_degree_title": values.text(raw.get("degreeTitle"), 300),
             "wedof_gender": values.text(raw.get("gender"), 50),
             "wedof_pole_emploi_id": values.text(raw.get("poleEmploiId"), 50),
@@ -190,8 +195,9 @@ def _street(address: Mapping) -> str | None:
 def _program(raw: Any, folder_id: str) -> ProgramData:
     if not isinstance(raw, Mapping):
         raise FolderRejected("no trainingActionInfo: not a registration folder", folder_id)
-    program_id = (values.short_text(raw.get("externalId"), MAX_PROGRAM_ID_LENGTH)
-                  or values.short_text(raw.get("trainingActionId"), MAX_PROGRAM_ID_LENGTH))
+    program_id = values.short_text(raw.get("externalId"), MAX_PROGRAM_ID_LENGTH) or values.short_text(
+        raw.get("trainingActionId"), MAX_PROGRAM_ID_LENGTH
+    )
     if program_id is None:
         raise FolderRejected("the training action has no usable externalId", folder_id)
     title = values.text(raw.get("title"), 500)
@@ -200,8 +206,10 @@ def _program(raw: Any, folder_id: str) -> ProgramData:
     return ProgramData(
         external_id=program_id,
         name=name,
-        description=(values.text(raw.get("content"), MAX_DESCRIPTION_LENGTH)
-                     or values.text(raw.get("trainingGoal"), MAX_DESCRIPTION_LENGTH)),
+        description=(
+            values.text(raw.get("content"), MAX_DESCRIPTION_LENGTH)
+            or values.text(raw.get("trainingGoal"), MAX_DESCRIPTION_LENGTH)
+        ),
         category="bilan_competences" if _BILAN_TITLE.search(values.fold(name)) else "formation",
         duration_hours=duration if duration is not None and duration >= 0 else None,
         start_date=values.date_only(raw.get("sessionStartDate")),

@@ -14,7 +14,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 # Values people and API samples put where they have nothing to say.
-PLACEHOLDERS = frozenset({"", "string", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-", "--", "?"})
+PLACEHOLDERS = frozenset(
+    {"", "string", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-", "--", "?"}
+)
 
 # Deliberately loose: one @, no spaces, a dot in the domain. Wedof already validated the address.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
