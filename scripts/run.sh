@@ -33,13 +33,15 @@ $PY -m webapp.cli bootstrap
 
 cat >> "$procfile" <<PROCS
 web: $PY -m gunicorn --config webapp/gunicorn_conf.py webapp.wsgi:app
-worker_events: $PY -m celery -A worker.celery_app worker -Q events -n events@%h --concurrency 2 --loglevel INFO
-worker_sync: $PY -m celery -A worker.celery_app worker -Q sync -n sync@%h --concurrency 1 --loglevel INFO
+worker_events: $PY -m celery -A worker.celery_app worker -Q events -n events@%h --concurrency 2 --without-gossip --without-mingle --loglevel INFO
+worker_sync: $PY -m celery -A worker.celery_app worker -Q sync -n sync@%h --concurrency 1 --without-gossip --without-mingle --loglevel INFO
 beat: $PY -m celery -A worker.celery_app beat --schedule var/celerybeat-schedule --loglevel INFO
 flower: $PY -m celery -A worker.celery_app flower --address=127.0.0.1 --port=5555 --basic-auth=$FLOWER_BASIC_AUTH
 PROCS
 if [ -n "${DEMO:-}" ]; then
   echo "sandbox: $PY -m wedof_sandbox --host 127.0.0.1 --port 8090 --folders 500 --seed 42 --api-key $WEDOF_API_KEY" >> "$procfile"
+  # Prints the page URL with a token once the receiver answers; then stays up (honcho stops all when one exits).
+  echo "demo: $PY -m webapp.cli demo && exec sleep infinity" >> "$procfile"
 fi
 
 cat <<INFO

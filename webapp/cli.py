@@ -90,6 +90,59 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_ADMIN_EMAIL = "admin@demo.example"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Demo mode (make run without a Wedof account): an admin for the env tenant, the sandbox's webhook, a first sync."""
+    import time
+
+    import requests
+    from sqlalchemy import select
+
+    from bdc.models import User, UserRole, WedofConnection
+    from webapp.dispatch import BrokerUnavailable, send_task
+    from worker.task_names import REGISTER_WEBHOOK, SYNC_CONNECTION
+
+    settings = get_settings()
+    with session_scope() as session:
+        connection = ensure_env_connection(session, settings)
+        if connection is None:
+            print("error: demo mode needs WEDOF_API_KEY and WEDOF_WEBHOOK_SECRET", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        admin = session.scalar(select(User).where(User.email == DEMO_ADMIN_EMAIL))
+        if admin is None:
+            admin = User(email=DEMO_ADMIN_EMAIL, first_name="Admin", last_name="Démo", role=UserRole.TENANT_ADMIN,
+                         tenant_id=connection.tenant_id)
+            session.add(admin)
+            session.flush()
+        token = _token_for(admin, args.expires_hours)
+        connection_id = session.get(WedofConnection, connection.id).id
+
+    # The receiver must be up before the sandbox can deliver to it; wait for it, bounded.
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{settings.public_base_url}/readyz", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        print(f"error: the receiver at {settings.public_base_url} was not ready after {args.wait:g} s", file=sys.stderr)
+        return 1
+    try:
+        send_task(REGISTER_WEBHOOK, [connection_id])
+        send_task(SYNC_CONNECTION, [connection_id, "all", True, None, "manual"])
+    except BrokerUnavailable as exc:
+        print(f"error: could not queue the first sync: {exc}", file=sys.stderr)
+        return 1
+    print(f"Demo ready: webhook registered at the sandbox and a full sync queued.\n"
+          f"  Integration page: {settings.public_base_url}/integrations/wedof?token={token}\n"
+          f"  API token ({DEMO_ADMIN_EMAIL}): {token}")
+    return 0
+
+
 def _hours(raw: str) -> float:
     try:
         value = float(raw)
@@ -118,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True)
     token.add_argument("--expires-hours", type=_hours, default=12.0)
     token.set_defaults(func=cmd_token)
+    demo = commands.add_parser("demo", help="demo mode: admin user, sandbox webhook and a first sync; print a token")
+    demo.add_argument("--expires-hours", type=_hours, default=12.0)
+    demo.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the receiver (default 60)")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
