@@ -41,6 +41,7 @@ from bench.chaos_stack import AofRedisServer, Database, Stack, process_environme
 from bench.chaos_verify import compare_with_truth, delivery_figures, inbox_figures, latencies, open_events
 from tests.support.processes import PROJECT_ROOT, free_port
 from tests.support.sandbox import running_sandbox
+from tests.support.services import wait_until
 from tests.support.stack import control_app
 from tests.worker.helpers import make_connection
 from worker.task_names import QUEUE_OF, REGISTER_WEBHOOK, SYNC_CONNECTION
@@ -100,17 +101,6 @@ def _step(message: str) -> None:
     print(f"[chaos] {message}", flush=True)
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not reached within {timeout:.0f}s (last: {last!r})")
-
-
 def _run_sync(broker, connection_id: int, *, full: bool, trigger: str, timeout: float) -> dict:
     """Send ``wedof.sync_connection`` by name and wait for its SyncRun to finish; retry when skipped.
 
@@ -123,8 +113,8 @@ def _run_sync(broker, connection_id: int, *, full: bool, trigger: str, timeout: 
         broker.send_task(SYNC_CONNECTION, args=[connection_id], kwargs={"full": full, "trigger": trigger},
                          queue=QUEUE_OF[SYNC_CONNECTION], task_id=task_id)
 
-        result = _wait(lambda tid=task_id: _finished_sync(tid), max(1.0, deadline - time.monotonic()),
-                       f"sync {task_id}")
+        result = wait_until(lambda tid=task_id: _finished_sync(tid), max(1.0, deadline - time.monotonic()),
+                            interval=0.5, message=f"sync {task_id}")
         if result["status"] != SyncStatus.SKIPPED.value:
             return result
         time.sleep(2)
@@ -249,7 +239,7 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
         with session_scope() as session:
             return session.get(WedofConnection, connection_id).wedof_webhook_id
 
-    webhook_id = _wait(registered, 60, "webhook registered")
+    webhook_id = wait_until(registered, 60, interval=0.5, message="webhook registered")
     hooks = sandbox.control("GET", "/webhooks")
     _step(f"webhook {webhook_id} registered: {[h['url'] for h in hooks]}")
     initial_sync = _run_sync(broker, connection_id, full=True, trigger="manual", timeout=config.sync_timeout)
@@ -284,8 +274,8 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
         except RuntimeError:  # 504: still pending
             continue
     timeline.note("deliveries drained")
-    _wait(lambda: open_events(connection_id) == 0, max(5.0, settle_deadline - time.monotonic()), "inbox empty",
-          interval=1.0)
+    wait_until(lambda: open_events(connection_id) == 0, max(5.0, settle_deadline - time.monotonic()), interval=1.0,
+               message="inbox empty")
     timeline.note("inbox empty")
     snapshot = sandbox.control("GET", "/deliveries", params={"log": 1})
     inbox = inbox_figures(connection_id)
