@@ -7,15 +7,13 @@ Why each reliability setting is here:
   longest countdown we ever set (short countdowns only: longer waits go to the inbox table).
 """
 
-import os
-
 from bdc.settings import get_settings
 from worker.schedule import build_beat_schedule
 from worker.task_names import EVENTS_QUEUE, QUEUE_OF
 
 _settings = get_settings()
 # Overridable so a test can see a SIGKILLed worker's message come back in seconds, not an hour.
-VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+VISIBILITY_TIMEOUT = _settings.celery_visibility_timeout
 
 broker_url = _settings.redis_url
 result_backend = _settings.redis_url

@@ -22,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("BDC_VAR_DIR", PROJECT_ROOT / "var"))
 SIGNATURE_ALGORITHMS = ("sha256", "sha512")
 ENVIRONMENTS = ("development", "test", "production")
+WEEK = 7 * 24 * 3600
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -50,6 +51,18 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     webhook_max_body_bytes: int = 1024 * 1024
     raw_body_retention_days: int = 30
+    # Tuning knobs with production defaults; tests and the chaos run shorten them.
+    sweep_interval: float = 60.0
+    sweep_received_after: float = 10.0
+    sweep_queued_after: float = 300.0
+    sweep_processing_after: float = 600.0
+    sweep_batch: int = 500
+    max_event_attempts: int = 8
+    retry_backoff_base: float = 2.0
+    celery_visibility_timeout: int = 3600
+    sync_overlap_seconds: int = 600
+    sync_lock_timeout: int = 300
+    sync_page_size: int = 100
     extra: dict = field(default_factory=dict)
 
     @property
@@ -78,13 +91,14 @@ def _int(name: str, raw: str, minimum: int, maximum: int | None = None) -> int:
     return value
 
 
-def _float(name: str, raw: str, minimum: float) -> float:
+def _float(name: str, raw: str, minimum: float, maximum: float | None = None) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value > minimum:
-        raise SettingsError(f"{name} must be greater than {minimum}, got {value}")
+    if value != value or not value > minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"greater than {minimum}"
+        raise SettingsError(f"{name} must be {bounds}, got {raw!r}")
     return value
 
 
@@ -197,6 +211,17 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         public_base_url=_url("PUBLIC_BASE_URL", get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000", ("http", "https")),
         webhook_max_body_bytes=_int("WEBHOOK_MAX_BODY_BYTES", get("WEBHOOK_MAX_BODY_BYTES") or str(1024 * 1024), 1024),
         raw_body_retention_days=_int("RAW_BODY_RETENTION_DAYS", get("RAW_BODY_RETENTION_DAYS") or "30", 1),
+        sweep_interval=_float("BDC_SWEEP_INTERVAL", get("BDC_SWEEP_INTERVAL") or "60", 0.4, 3600),
+        sweep_received_after=_float("BDC_SWEEP_RECEIVED_AFTER", get("BDC_SWEEP_RECEIVED_AFTER") or "10", -0.1, WEEK),
+        sweep_queued_after=_float("BDC_SWEEP_QUEUED_AFTER", get("BDC_SWEEP_QUEUED_AFTER") or "300", -0.1, WEEK),
+        sweep_processing_after=_float("BDC_SWEEP_PROCESSING_AFTER", get("BDC_SWEEP_PROCESSING_AFTER") or "600", -0.1, WEEK),
+        sweep_batch=_int("BDC_SWEEP_BATCH", get("BDC_SWEEP_BATCH") or "500", 1, 100_000),
+        max_event_attempts=_int("BDC_MAX_EVENT_ATTEMPTS", get("BDC_MAX_EVENT_ATTEMPTS") or "8", 1, 100),
+        retry_backoff_base=_float("BDC_RETRY_BACKOFF_BASE", get("BDC_RETRY_BACKOFF_BASE") or "2", 0, 3600),
+        celery_visibility_timeout=_int("CELERY_VISIBILITY_TIMEOUT", get("CELERY_VISIBILITY_TIMEOUT") or "3600", 10),
+        sync_overlap_seconds=_int("BDC_SYNC_OVERLAP_SECONDS", get("BDC_SYNC_OVERLAP_SECONDS") or "600", 0, WEEK),
+        sync_lock_timeout=_int("BDC_SYNC_LOCK_TIMEOUT", get("BDC_SYNC_LOCK_TIMEOUT") or "300", 10, WEEK),
+        sync_page_size=_int("BDC_SYNC_PAGE_SIZE", get("BDC_SYNC_PAGE_SIZE") or "100", 1, 1000),
     )
 
 

@@ -7,23 +7,13 @@ must run (docker-compose starts one).
 
 from __future__ import annotations
 
-import os
-
 from worker.task_names import PURGE_RAW_BODIES, SCHEDULE_SYNCS, SWEEP_INBOX
 
 DAY = 24 * 3600
 
 
-def sweep_interval() -> float:
-    """Seconds between inbox sweeps (``BDC_SWEEP_INTERVAL``, default 60; tests use 1)."""
-    value = float(os.environ.get("BDC_SWEEP_INTERVAL", "60"))
-    if not 0.5 <= value <= 3600:
-        raise ValueError(f"BDC_SWEEP_INTERVAL must be between 0.5 and 3600 seconds, got {value}")
-    return value
-
-
 def build_beat_schedule(settings) -> dict:
-    sweep = sweep_interval()
+    sweep = settings.sweep_interval  # BDC_SWEEP_INTERVAL, default 60 s; tests use 1
     schedule = {
         "sweep-inbox": {
             "task": SWEEP_INBOX,

@@ -37,6 +37,13 @@ def test_defaults_follow_the_real_wedof_api(tmp_path, monkeypatch):
         ("FLOWER_BASIC_AUTH", "nopassword"),
         ("APP_ENV", "staging-ish"),
         ("WEDOF_RATE_LIMIT", "-1"),
+        ("BDC_SWEEP_INTERVAL", "0"),
+        ("BDC_SWEEP_QUEUED_AFTER", "soon"),
+        ("BDC_SWEEP_BATCH", "0"),
+        ("BDC_MAX_EVENT_ATTEMPTS", "1000"),
+        ("CELERY_VISIBILITY_TIMEOUT", "1"),
+        ("BDC_SYNC_PAGE_SIZE", "5000"),
+        ("BDC_RETRY_BACKOFF_BASE", "nan"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(name, value):
@@ -75,3 +82,11 @@ def test_env_file_is_read_and_environment_wins(tmp_path, monkeypatch):
     settings = load_settings(env_file=env_file)
     assert settings.wedof_sync_interval == 7200
     assert settings.wedof_api_key == "from-env"
+
+
+def test_tuning_knobs_have_production_defaults_and_can_be_shortened():
+    defaults = load_settings(dict(BASE))
+    assert (defaults.sweep_interval, defaults.sweep_received_after, defaults.sweep_queued_after,
+            defaults.sweep_processing_after, defaults.celery_visibility_timeout) == (60, 10, 300, 600, 3600)
+    short = load_settings({**BASE, "BDC_SWEEP_INTERVAL": "1", "BDC_SWEEP_QUEUED_AFTER": "2.5", "BDC_SYNC_PAGE_SIZE": "25"})
+    assert (short.sweep_interval, short.sweep_queued_after, short.sync_page_size) == (1.0, 2.5, 25)

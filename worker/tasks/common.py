@@ -7,7 +7,6 @@ checked before use; a bad one is logged and the task returns, it never raises in
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,14 +14,16 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from bdc.settings import get_settings
+
 log = logging.getLogger("worker")
 
 # Celery countdowns stay short (the broker holds those messages unacknowledged, and Redis would
 # re-deliver any message older than the visibility timeout); longer waits go to the inbox table.
-MAX_COUNTDOWN = min(300.0, int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")) / 2)
-BACKOFF_BASE = float(os.environ.get("BDC_RETRY_BACKOFF_BASE", "2"))
+MAX_COUNTDOWN = min(300.0, get_settings().celery_visibility_timeout / 2)
+BACKOFF_BASE = get_settings().retry_backoff_base
 BACKOFF_CAP = 6 * 3600.0
-MAX_EVENT_ATTEMPTS = int(os.environ.get("BDC_MAX_EVENT_ATTEMPTS", "8"))
+MAX_EVENT_ATTEMPTS = get_settings().max_event_attempts
 
 
 class BadTaskArgument(ValueError):

@@ -13,7 +13,6 @@ Thresholds (seconds) come from the task's keyword arguments, else the environmen
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import timedelta
 
@@ -52,11 +51,12 @@ REGISTRATION_FOLDER_EVENTS = tuple(
 )
 
 
-def _threshold(value: float | None, env: str, default: float) -> float:
+def _threshold(value: float | None, name: str, default: float) -> float:
+    """A task argument when given (checked: it may come from Flower), else the configured default."""
     if value is None:
-        value = float(os.environ.get(env, default))
+        return float(default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 7 * 24 * 3600:
-        raise BadTaskArgument(f"{env.lower()} must be a number of seconds, got {str(value)[:40]!r}")
+        raise BadTaskArgument(f"{name} must be a number of seconds, got {str(value)[:40]!r}")
     return float(value)
 
 
@@ -83,10 +83,11 @@ def _due_conditions(received_after: float, queued_after: float, processing_after
 def sweep_inbox(received_after=None, queued_after=None, processing_after=None, batch=None):
     """Re-enqueue due inbox rows (at most ``batch`` per run); returns how many were sent."""
     try:
-        received_after = _threshold(received_after, "BDC_SWEEP_RECEIVED_AFTER", 10)
-        queued_after = _threshold(queued_after, "BDC_SWEEP_QUEUED_AFTER", 300)
-        processing_after = _threshold(processing_after, "BDC_SWEEP_PROCESSING_AFTER", 600)
-        batch = int(_threshold(batch, "BDC_SWEEP_BATCH", 500)) or 1
+        settings = get_settings()
+        received_after = _threshold(received_after, "received_after", settings.sweep_received_after)
+        queued_after = _threshold(queued_after, "queued_after", settings.sweep_queued_after)
+        processing_after = _threshold(processing_after, "processing_after", settings.sweep_processing_after)
+        batch = int(_threshold(batch, "batch", settings.sweep_batch)) or 1
     except (BadTaskArgument, ValueError) as exc:
         log.error("sweep_inbox called with a bad argument: %s", exc)
         return {"status": "rejected", "reason": str(exc)}
