@@ -952,16 +952,21 @@ def test_two_writers_racing_on_one_new_folder_resolve_by_retry(pg_db_url):
 
         thread = threading.Thread(target=race)
         thread.start()
-        with maker() as observer:  # wait until the second writer is really blocked on the first's keys
-            wait_until(
-                lambda: observer.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+
+        def second_is_blocked() -> bool:
+            # A fresh transaction per look: PostgreSQL freezes pg_stat_activity within one.
+            with maker() as observer:
+                return bool(
+                    observer.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
                     )
-                ),
-                timeout=30,
-                message="second writer waiting on the unique index",
-            )
+                )
+
+        # Wait until the second writer is really blocked on the first's keys.
+        wait_until(second_is_blocked, timeout=30, message="second writer waiting on the unique index")
         first.commit()  # now the second writer fails on the unique index
         thread.join(timeout=60)
         assert not thread.is_alive()
@@ -977,3 +982,110 @@ def test_two_writers_racing_on_one_new_folder_resolve_by_retry(pg_db_url):
             "Evaluation": 1,
             "Document": 0,
         }
+
+
+# -- syncs: trust lastUpdate, programs converge -------------------------------------------------------
+
+
+def test_trusted_last_update_answers_unchanged_from_one_query(session, tenant):
+    page = page_of(12)
+    apply_folders(session, tenant, page)
+    session.commit()
+    before = snapshot(session)
+    # Other data under the same lastUpdate is not even read: Wedof moves lastUpdate on every change.
+    edited = [dict(folder, completionRate=3) for folder in page]
+    with statements(session) as seen:
+        results = apply_folders(session, tenant, edited, trust_last_update=True)
+    assert [r.outcome for r in results] == ["unchanged"] * len(page)
+    assert seen == ["SELECT"]
+    assert snapshot(session) == before
+    stored = {e.external_id: e for e in session.scalars(select(Enrollment))}
+    assert [(r.enrollment_id, r.beneficiary_id, r.program_id) for r in results] == [
+        (
+            stored[f["externalId"]].id,
+            stored[f["externalId"]].beneficiary_id,
+            stored[f["externalId"]].program_id,
+        )
+        for f in page
+    ]
+    # Without the trust, the same page is compared and applied.
+    assert {r.outcome for r in apply_folders(session, tenant, edited)} == {"updated"}
+
+
+def test_trusted_last_update_still_applies_newer_unknown_and_new_folders(session, tenant):
+    apply_folders(session, tenant, page_of(3))
+    session.commit()
+    page = page_of(3)
+    page[0] = dict(page[0], lastUpdate="2025-06-01T00:00:00Z", completionRate=90)  # newer
+    page[1] = dict(page[1], lastUpdate=None)  # unknown age against a dated one: compared, stale
+    page.append(make_folder("5555", attendee_id=55, email="new@x.fr"))  # new
+    results = apply_folders(session, tenant, page, trust_last_update=True)
+    assert [r.outcome for r in results] == ["updated", "stale", "unchanged", "created"]
+    older = dict(page_of(3)[0], lastUpdate="2025-01-01T00:00:00Z")
+    assert apply_folder(session, tenant, older, trust_last_update=True).outcome == "stale"
+    for kind in ("stagiaires", "formations"):
+        result = apply_folder(session, tenant, page[2], kind=kind, trust_last_update=True)
+        assert result.outcome == "unchanged"
+        assert (result.enrollment_id is None, result.program_id is None) == (True, kind == "stagiaires")
+
+
+def test_trusted_last_update_takes_an_address_freed_since(session, tenant):
+    holder = make_folder("1", attendee_id=1, email="a@x.fr")
+    wanting = make_folder("2", attendee_id=2, email="a@x.fr")
+    apply_folders(session, tenant, [holder, wanting])
+    session.commit()
+    # Still held: unchanged, nothing written.
+    with statements(session) as seen:
+        assert apply_folder(session, tenant, wanting, trust_last_update=True).outcome == "unchanged"
+    assert set(seen) == {"SELECT"}
+    # The holder moves to another address: the next sync of the unchanged folder takes the freed one.
+    apply_folder(
+        session, tenant, make_folder("1", attendee_id=1, email="b@x.fr", last_update="2025-06-01T00:00:00Z")
+    )
+    assert apply_folder(session, tenant, wanting, trust_last_update=True).outcome == "updated"
+    session.commit()
+    ben = one(session, Beneficiary, external_id="2")
+    assert session.get(User, ben.user_id).email == "a@x.fr" and "wedof_email" not in ben.custom_fields
+
+
+def _sessions(action_id: str, count: int) -> list[dict]:
+    """Folders of one training action, each in its own session (different dates), like Wedof sends them."""
+    folders = []
+    for i in range(count):
+        folder = make_folder(str(7000 + i), attendee_id=700 + i, email=f"s{i}@x.fr", action_id=action_id)
+        folder["trainingActionInfo"]["sessionStartDate"] = f"2025-0{1 + i}-10T00:00:00.000Z"
+        folder["trainingActionInfo"]["sessionEndDate"] = f"2025-0{2 + i}-20T00:00:00.000Z"
+        folders.append(folder)
+    return folders
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]])
+def test_a_program_spans_its_sessions_and_does_not_flip(session, tenant, order):
+    folders = _sessions("shared-action", 4)
+    apply_folders(session, tenant, folders[:2])  # one page
+    apply_folders(session, tenant, folders[2:])  # the next page widens the span
+    session.commit()
+    program = one(session, Program, external_id="shared-action")
+    assert (program.start_date, program.end_date) == (date(2025, 1, 10), date(2025, 5, 20))
+    stamp = program.updated_at
+    # The same population again, in any order, page by page or one by one: the program stays.
+    for folder in [folders[i] for i in order]:
+        assert apply_folder(session, tenant, folder).outcome == "unchanged"
+    assert {r.outcome for r in apply_folders(session, tenant, [folders[i] for i in order])} == {"unchanged"}
+    session.commit()
+    session.expire_all()
+    program = one(session, Program, external_id="shared-action")
+    assert (program.start_date, program.end_date, program.updated_at) == (
+        date(2025, 1, 10),
+        date(2025, 5, 20),
+        stamp,
+    )
+
+
+def test_orm_objects_the_caller_holds_see_what_was_written(session, tenant):
+    apply_folder(session, tenant, make_folder(completion_rate=10, last_update="2025-02-01T00:00:00Z"))
+    session.commit()
+    held = one(session, Enrollment)
+    assert held.progress == 10
+    apply_folder(session, tenant, make_folder(completion_rate=70, last_update="2025-02-02T00:00:00Z"))
+    assert held.progress == 70  # expired by the apply, reloaded on access

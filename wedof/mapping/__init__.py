@@ -1,7 +1,9 @@
 """Wedof registration folder → BDC data layer: the status table and the one upsert everyone calls.
 
 ``apply_folder(session, tenant_id, folder, kind=...)`` for one webhook event,
-``apply_folders(session, tenant_id, folders, kind=...)`` for a sync page. Neither commits: the
+``apply_folders(session, tenant_id, folders, kind=..., trust_last_update=False)`` for a sync page
+(syncs pass ``trust_last_update=True``: a folder held at its ``lastUpdate`` is ``unchanged`` without
+reading anything else, see :mod:`wedof.mapping.apply`). Neither commits: the
 caller owns the transaction. Errors: :class:`FolderRejected` is permanent (nothing was written;
 record the reason, do not retry); a database error (``IntegrityError`` from a concurrent writer,
 ``OperationalError``) is transient: roll back and retry the whole unit, the upsert is idempotent.

@@ -5,10 +5,18 @@ Level-triggered: the folder's state is the truth, whatever event carried it.
 - A folder whose ``lastUpdate`` is older than the stored ``Enrollment.wedof_last_update`` changes
   nothing (outcome ``stale``). Equal or newer folders are applied, and a value is only assigned
   when it differs, so re-applying a folder writes nothing (``unchanged``; ``updated_at`` untouched).
+- ``trust_last_update=True`` (syncs): Wedof moves ``lastUpdate`` on every change, so a folder whose
+  ``lastUpdate`` equals the stored one is ``unchanged`` without reading or comparing anything else.
+  One unlocked SELECT per page finds those; only the others are loaded (and locked) and compared.
+  Exception: an attendee whose email was kept aside is compared again, so an address another
+  attendee gave up is taken on the next sync, as it would be with the full comparison.
 - A folder without a readable ``lastUpdate`` has an unknown age: it is applied only when nothing is
   stored yet, or when the stored enrollment has no ``lastUpdate`` either.
 - Shared rows (a beneficiary in two folders, a program in many) take the values of the last folder
   applied, in page order; an evaluation or report title names the program as its own folder does.
+  Except a program's session dates: folders of one training action carry different sessions, so
+  the program spans them (start = earliest, end = latest date seen). That converges: applying the
+  same folders again, in any order, leaves the program as it is.
 - A page gives the same rows as its folders applied one by one, in order. When a folder appears
   twice in a page, its newest copy is applied, plus what the older copies would have left behind
   (a completion rate the newest copy no longer reports, history dates, the bilan report).
@@ -21,8 +29,11 @@ Level-triggered: the folder's state is the truth, whatever event carried it.
   constraint, which the caller's transaction retry resolves (the next try sees the holder).
 
 ``apply_folders`` loads everything a page needs in a fixed number of queries (one per table, by
-external ids), upserts in memory and flushes by dependency level, so the query count does not grow
-with the page size. ``apply_folder`` is the same code on a page of one. Neither commits.
+external ids), upserts plain rows in memory and writes them with SQLAlchemy Core by dependency
+level: per table one multi-row ``INSERT ... RETURNING id`` and one ``UPDATE`` executemany, so the
+query count does not grow with the page size and no ORM unit of work is involved. ORM objects of
+these tables the caller's session already holds are expired afterwards, so they reload what was
+written. ``apply_folder`` is the same code on a page of one. Neither commits.
 """
 
 from __future__ import annotations
@@ -30,12 +41,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
 
 from bdc.models import (
     Beneficiary,
@@ -47,9 +57,11 @@ from bdc.models import (
     Evaluation,
     EvaluationStatus,
     Program,
+    ProgramStatus,
     User,
     UserRole,
 )
+from bdc.types import utcnow
 from wedof.mapping import values
 from wedof.mapping.folder import KINDS, AttendeeData, FolderData, FolderRejected, ProgramData, read_folder
 from wedof.mapping.states import REPORT_STATES
@@ -60,6 +72,37 @@ UNCHANGED = "unchanged"
 STALE = "stale"
 
 EMAIL_OVERFLOW_KEY = "wedof_email"
+
+MODELS = (User, Beneficiary, Program, Enrollment, Evaluation, Document)
+USERS, BENEFICIARIES, PROGRAMS, ENROLLMENTS, EVALUATIONS, DOCUMENTS = (model.__table__ for model in MODELS)
+
+# The columns this module writes, per table (every changed row writes all of them: one batch).
+USER_FIELDS = ("first_name", "last_name", "email")
+BENEFICIARY_FIELDS = (
+    "phone",
+    "birth_date",
+    "address",
+    "city",
+    "postal_code",
+    "country",
+    "custom_fields",
+    "status",
+)
+PROGRAM_FIELDS = ("name", "description", "category", "duration_hours", "start_date", "end_date")
+ENROLLMENT_FIELDS = (
+    "beneficiary_id",
+    "program_id",
+    "status",
+    "wedof_state",
+    "wedof_billing_state",
+    "wedof_last_update",
+    "progress",
+    "enrolled_at",
+    "completed_at",
+)
+EVALUATION_FIELDS = ("beneficiary_id", "enrollment_id", "title", "score", "status")
+
+Row = dict[str, Any]  # one table row as plain values; a stored row has its "id"
 
 
 @dataclass
@@ -91,22 +134,31 @@ def beneficiary_status_for(
     return BeneficiaryStatus.ACTIVE
 
 
-def apply_folder(session: Session, tenant_id: int, folder: Any, *, kind: str = "all") -> ApplyResult:
+def apply_folder(
+    session: Session, tenant_id: int, folder: Any, *, kind: str = "all", trust_last_update: bool = False
+) -> ApplyResult:
     """Apply one folder; raises :class:`FolderRejected` (nothing written) when it cannot be applied."""
-    result = apply_folders(session, tenant_id, [folder], kind=kind)[0]
+    result = apply_folders(session, tenant_id, [folder], kind=kind, trust_last_update=trust_last_update)[0]
     if isinstance(result, FolderRejected):
         raise result
     return result
 
 
 def apply_folders(
-    session: Session, tenant_id: int, folders: Sequence[Any], *, kind: str = "all"
+    session: Session,
+    tenant_id: int,
+    folders: Sequence[Any],
+    *,
+    kind: str = "all",
+    trust_last_update: bool = False,
 ) -> list[ApplyResult | FolderRejected]:
     """Apply a page of folders; each slot holds its result, or the FolderRejected that stopped only it.
 
     When one externalId appears more than once, its newest copy is applied (newest ``lastUpdate``;
     a known date beats an unknown one; the later copy wins a tie), together with what the older
     copies would have left had they been applied one by one; the older copies are reported ``stale``.
+    With ``trust_last_update``, a folder whose every copy has the stored ``lastUpdate`` is
+    ``unchanged`` at the cost of one query for the whole page (see the module docstring).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -121,18 +173,27 @@ def apply_folders(
     for index, data in readable:
         copies[data.external_id].append((index, data))
     newest = sorted((_newest(group) for group in copies.values()), key=lambda item: item[0])
+    if not newest:
+        return results  # type: ignore[return-value]  # every slot holds a rejection
+    session.flush()  # the caller's pending ORM changes go first, as an ORM query would autoflush them
+    newest_index = {data.external_id: index for index, data in newest}
+    page_results: dict[str, ApplyResult] = {}
+    if trust_last_update:
+        page_results = _same_version(session, tenant_id, kind, copies)
+        newest = [(index, data) for index, data in newest if data.external_id not in page_results]
     if newest:
         page = _Page(
             session, tenant_id, kind, [_Folder(data, copies[data.external_id]) for _, data in newest]
         )
-        for (index, _), result in zip(newest, page.apply(), strict=True):
-            results[index] = result
-        for index, data in readable:
-            if results[index] is None:  # an older copy of a folder of this page
-                newer = page.results[data.external_id]
-                results[index] = ApplyResult(
-                    data.external_id, STALE, newer.enrollment_id, newer.beneficiary_id, newer.program_id
-                )
+        page_results.update(page.apply())
+        _expire_mapped_objects(session)
+    for index, data in readable:
+        result = page_results[data.external_id]
+        if index != newest_index[data.external_id]:  # an older copy of a folder of this page
+            result = ApplyResult(
+                data.external_id, STALE, result.enrollment_id, result.beneficiary_id, result.program_id
+            )
+        results[index] = result
     return results  # type: ignore[return-value]  # every slot is filled by now
 
 
@@ -152,6 +213,69 @@ def _older(candidate: datetime | None, held: datetime | None) -> bool:
     return held is not None and candidate < held
 
 
+def _earliest(held: date | None, seen: date | None) -> date | None:
+    return held if seen is None else seen if held is None else min(held, seen)
+
+
+def _latest(held: date | None, seen: date | None) -> date | None:
+    return held if seen is None else seen if held is None else max(held, seen)
+
+
+def _same_version(
+    session: Session, tenant_id: int, kind: str, copies: dict[str, list[tuple[int, FolderData]]]
+) -> dict[str, ApplyResult]:
+    """The folders whose every copy carries the stored ``lastUpdate``: ``unchanged``, nothing else read.
+
+    Not locked: nothing is written for these folders. The folders that do need work are read again
+    by :class:`_Page` under a row lock, which is where a concurrent writer's version is waited for.
+    An attendee whose address was kept aside is unchanged only while another user still holds it.
+    """
+    versions = {}
+    for external_id, group in copies.items():
+        dates = {data.last_update for _, data in group}
+        if len(dates) == 1 and None not in dates:
+            versions[external_id] = dates.pop()
+    if not versions:
+        return {}
+    e, b = ENROLLMENTS.c, BENEFICIARIES.c
+    rows = session.execute(
+        select(e.external_id, e.id, e.beneficiary_id, e.program_id, e.wedof_last_update, b.custom_fields)
+        .join_from(ENROLLMENTS, BENEFICIARIES, b.id == e.beneficiary_id)
+        .where(e.tenant_id == tenant_id, e.external_id.in_(sorted(versions)))
+    )
+    same: dict[str, ApplyResult] = {}
+    kept_aside: dict[str, str] = {}  # folder -> the address its attendee's user could not take
+    for external_id, enrollment_id, beneficiary_id, program_id, last_update, custom_fields in rows:
+        if last_update != versions[external_id]:
+            continue
+        same[external_id] = ApplyResult(
+            external_id,
+            UNCHANGED,
+            enrollment_id if kind == "all" else None,
+            beneficiary_id if kind != "formations" else None,
+            program_id if kind != "stagiaires" else None,
+        )
+        overflow = custom_fields.get(EMAIL_OVERFLOW_KEY) if isinstance(custom_fields, dict) else None
+        if overflow is not None and kind != "formations":
+            kept_aside[external_id] = overflow
+    if kept_aside:
+        held = set(
+            session.scalars(select(USERS.c.email).where(USERS.c.email.in_(sorted(set(kept_aside.values())))))
+        )
+        for external_id, address in kept_aside.items():
+            attendee = copies[external_id][-1][1].attendee
+            if address not in held or attendee is None or attendee.email != address:
+                del same[external_id]  # the address is free by now: compare (and take it)
+    return same
+
+
+def _expire_mapped_objects(session: Session) -> None:
+    """ORM objects of the written tables the session holds reload on next access: Core wrote under them."""
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, MODELS):
+            session.expire(instance)
+
+
 @dataclass
 class _Folder:
     """A folder of the page: its newest copy, all its copies, and what applying them leaves behind."""
@@ -165,10 +289,10 @@ class _Folder:
     enrolled_at: datetime | None = None
     completed_at: datetime | None = None
 
-    def plan(self, stored: Enrollment | None) -> None:
+    def plan(self, stored: Row | None) -> None:
         """Replay the copies against the stored enrollment, as one-by-one application would."""
         held_exists = stored is not None
-        held = stored.wedof_last_update if stored is not None else None
+        held = stored["wedof_last_update"] if stored is not None else None
         for index, copy in self.copies:
             if held_exists and _older(copy.last_update, held):
                 continue
@@ -184,22 +308,61 @@ class _Folder:
             self.completed_at = copy.completed_at or self.completed_at
 
 
-def _assign(row: Any, **fields: Any) -> bool:
-    """Write nothing when every value is already held; else write them all and return True.
+class _Table:
+    """One table's writes for the page: new rows (inserted in order) and stored rows that changed."""
 
-    Writing every managed column of a changed row (not only the differing ones) gives all the
-    page's updates of a table the same column set, so they go out as one executemany batch.
-    """
-    if all(getattr(row, name) == value for name, value in fields.items()):
-        return False
-    for name, value in fields.items():
-        setattr(row, name, value)
-        flag_modified(row, name)
-    return True
+    def __init__(self, table: Any, fields: tuple[str, ...]):
+        self.table = table
+        self.fields = fields  # the columns a changed row writes
+        self.new: list[Row] = []
+        self.changed: dict[int, Row] = {}
+
+    def add(self, row: Row) -> Row:
+        self.new.append(row)
+        return row
+
+    def assign(self, row: Row, **fields: Any) -> bool:
+        """Write nothing when every value is already held; else take them all and return True."""
+        if all(row[name] == value for name, value in fields.items()):
+            return False
+        row.update(fields)
+        if "id" in row:
+            self.changed[row["id"]] = row
+        return True
+
+    def write_changes(self, session: Session, now: datetime) -> None:
+        """One UPDATE executemany; every changed row writes all ``fields``, so they batch together."""
+        if not self.changed:
+            return
+        columns = self.table.c
+        statement = (
+            update(self.table)
+            .where(columns.id == bindparam("row_id"))
+            .values({name: bindparam(f"new_{name}") for name in (*self.fields, "updated_at")})
+        )
+        session.execute(
+            statement,
+            [
+                {"row_id": row["id"], "new_updated_at": now, **{f"new_{n}": row[n] for n in self.fields}}
+                for row in self.changed.values()
+            ],
+        )
+        self.changed.clear()
+
+    def write_new(self, session: Session, now: datetime) -> None:
+        """One multi-row INSERT ... RETURNING id (insertmanyvalues); each new row gets its id."""
+        if not self.new:
+            return
+        statement = insert(self.table).returning(self.table.c.id, sort_by_parameter_order=True)
+        params = [{**row, "created_at": now, "updated_at": now} for row in self.new]
+        ids = session.execute(statement, params).scalars().all()
+        for row, row_id in zip(self.new, ids, strict=True):
+            row["id"] = row_id
+        self.new.clear()
 
 
 class _Page:
-    """One page's rows, loaded up front and upserted in memory."""
+    """One page's rows, loaded up front as plain values, upserted in memory, written level by level."""
 
     def __init__(self, session: Session, tenant_id: int, kind: str, plans: list[_Folder]):
         self.session = session
@@ -207,16 +370,24 @@ class _Page:
         self.kind = kind
         self.plans = plans
         self.folders = [plan.data for plan in plans]
-        self.results: dict[str, ApplyResult] = {}
-        self.beneficiaries: dict[str, Beneficiary] = {}
-        self.users: dict[str, User] = {}  # by attendee id
-        self.email_holders: dict[str, User] = {}
+        self.now = utcnow()
+        self.beneficiaries: dict[str, Row] = {}
+        self.users: dict[str, Row] = {}  # by attendee id
+        self.email_holders: dict[str, Row] = {}
+        self.stored_emails: dict[int, str] = {}  # user id -> the address the database holds now
         self.released_emails: set[str] = set()
-        self.programs: dict[str, Program] = {}
-        self.enrollments: dict[str, Enrollment] = {}
-        self.beneficiary_enrollments: list[Enrollment] = []  # every enrollment of a loaded beneficiary
-        self.evaluations: dict[str, Evaluation] = {}
-        self.documents: dict[str, Document] = {}
+        self.reclaimed = False  # an address given up in this page is taken by another user
+        self.programs: dict[str, Row] = {}
+        self.enrollments: dict[str, Row] = {}
+        self.beneficiary_enrollments: list[Row] = []  # every enrollment of a loaded beneficiary
+        self.evaluations: dict[str, Row] = {}
+        self.documents: set[str] = set()
+        self.user_rows = _Table(USERS, USER_FIELDS)
+        self.beneficiary_rows = _Table(BENEFICIARIES, BENEFICIARY_FIELDS)
+        self.program_rows = _Table(PROGRAMS, PROGRAM_FIELDS)
+        self.enrollment_rows = _Table(ENROLLMENTS, ENROLLMENT_FIELDS)
+        self.evaluation_rows = _Table(EVALUATIONS, EVALUATION_FIELDS)
+        self.document_rows = _Table(DOCUMENTS, ())
         self._load()
         for plan in plans:
             plan.plan(self.enrollments.get(plan.data.external_id))
@@ -227,58 +398,76 @@ class _Page:
 
     def _load(self) -> None:
         session, tenant = self.session, self.tenant_id
-        folder_ids = [data.external_id for data in self.folders]
+        folder_ids = {data.external_id for data in self.folders}
         attendees = [data.attendee for data in self.folders if data.attendee is not None]
         programs = [data.program for data in self.folders if data.program is not None]
         if attendees:
+            b, u = BENEFICIARIES.c, USERS.c
             rows = session.execute(
-                select(Beneficiary, User)
-                .join(User, Beneficiary.user_id == User.id)
-                .where(
-                    Beneficiary.tenant_id == tenant,
-                    Beneficiary.external_id.in_(sorted({a.external_id for a in attendees})),
-                )
-            ).all()
-            for beneficiary, user in rows:
-                self.beneficiaries[beneficiary.external_id] = beneficiary
-                self.users[beneficiary.external_id] = user
-                if user.email:
-                    self.email_holders[user.email] = user
+                select(b.id, b.user_id, b.external_id, *(b[n] for n in BENEFICIARY_FIELDS))
+                .add_columns(*(u[n] for n in USER_FIELDS))
+                .join_from(BENEFICIARIES, USERS, b.user_id == u.id)
+                .where(b.tenant_id == tenant, b.external_id.in_(sorted({a.external_id for a in attendees})))
+            )
+            for row in rows:
+                beneficiary = row._asdict()  # the two column sets share no name
+                user = {"id": beneficiary["user_id"], **{n: beneficiary.pop(n) for n in USER_FIELDS}}
+                self.beneficiaries[beneficiary["external_id"]] = beneficiary
+                self._hold(user)
+                self.users[beneficiary["external_id"]] = user
             emails = sorted({a.email for a in attendees if a.email} - set(self.email_holders))
             if emails:
-                for user in session.scalars(select(User).where(User.email.in_(emails))):
-                    self.email_holders[user.email] = user
+                for row in session.execute(
+                    select(u.id, *(u[n] for n in USER_FIELDS)).where(u.email.in_(emails))
+                ):
+                    self._hold(row._asdict())
         if programs:
-            for program in session.scalars(
-                select(Program).where(
-                    Program.tenant_id == tenant,
-                    Program.external_id.in_(sorted({p.external_id for p in programs})),
+            p = PROGRAMS.c
+            for row in session.execute(
+                select(p.id, p.external_id, *(p[n] for n in PROGRAM_FIELDS)).where(
+                    p.tenant_id == tenant, p.external_id.in_(sorted({g.external_id for g in programs}))
                 )
             ):
-                self.programs[program.external_id] = program
-        beneficiary_ids = [b.id for b in self.beneficiaries.values()]
-        wanted = Enrollment.external_id.in_(folder_ids)
+                self.programs[row.external_id] = row._asdict()
+        e = ENROLLMENTS.c
+        beneficiary_ids = [row["id"] for row in self.beneficiaries.values()]
+        wanted = e.external_id.in_(sorted(folder_ids))
         if beneficiary_ids:
-            wanted = or_(wanted, Enrollment.beneficiary_id.in_(beneficiary_ids))
+            wanted = or_(wanted, e.beneficiary_id.in_(beneficiary_ids))
         # FOR UPDATE (PostgreSQL; SQLite serializes writers itself): the stale check below compares
         # against these rows, so a concurrent apply of another version of the folder must wait for
         # our commit and then read it, or an older version committed last would overwrite a newer one.
-        locked = select(Enrollment).where(Enrollment.tenant_id == tenant, wanted).order_by(Enrollment.id)
-        for enrollment in session.scalars(locked.with_for_update()):
-            if enrollment.external_id in folder_ids:
-                self.enrollments[enrollment.external_id] = enrollment
+        locked = (
+            select(e.id, e.external_id, *(e[n] for n in ENROLLMENT_FIELDS))
+            .where(e.tenant_id == tenant, wanted)
+            .order_by(e.id)
+            .with_for_update()
+        )
+        for row in session.execute(locked):
+            enrollment = row._asdict()
+            if enrollment["external_id"] in folder_ids:
+                self.enrollments[enrollment["external_id"]] = enrollment
             self.beneficiary_enrollments.append(enrollment)
         if self.kind == "all":
-            keys = [completion_evaluation_key(i) for i in folder_ids]
-            for evaluation in session.scalars(
-                select(Evaluation).where(Evaluation.tenant_id == tenant, Evaluation.external_id.in_(keys))
+            v = EVALUATIONS.c
+            keys = sorted(completion_evaluation_key(i) for i in folder_ids)
+            for row in session.execute(
+                select(v.id, v.external_id, *(v[n] for n in EVALUATION_FIELDS)).where(
+                    v.tenant_id == tenant, v.external_id.in_(keys)
+                )
             ):
-                self.evaluations[evaluation.external_id] = evaluation
-            keys = [bilan_report_key(i) for i in folder_ids]
-            for document in session.scalars(
-                select(Document).where(Document.tenant_id == tenant, Document.external_id.in_(keys))
-            ):
-                self.documents[document.external_id] = document
+                self.evaluations[row.external_id] = row._asdict()
+            d = DOCUMENTS.c
+            keys = sorted(bilan_report_key(i) for i in folder_ids)
+            self.documents = set(
+                session.scalars(select(d.external_id).where(d.tenant_id == tenant, d.external_id.in_(keys)))
+            )
+
+    def _hold(self, user: Row) -> None:
+        """Note a loaded user and the address it holds in the database."""
+        if user["email"]:
+            self.email_holders[user["email"]] = user
+            self.stored_emails[user["id"]] = user["email"]
 
     # -- applying ------------------------------------------------------------------------------------
 
@@ -298,79 +487,115 @@ class _Page:
             for data, fresh in zip(self.folders, self.fresh, strict=True)
             if fresh and self.kind == "all"
         }
-        attendee_of = {b.id: external_id for external_id, b in self.beneficiaries.items()}
+        attendee_of = {row["id"]: external_id for external_id, row in self.beneficiaries.items()}
         statuses: dict[str, list[EnrollmentStatus]] = defaultdict(list)
         for enrollment in self.beneficiary_enrollments:
-            if enrollment.external_id not in replaced and enrollment.beneficiary_id in attendee_of:
-                statuses[attendee_of[enrollment.beneficiary_id]].append(enrollment.status)
+            if enrollment["external_id"] not in replaced and enrollment["beneficiary_id"] in attendee_of:
+                statuses[attendee_of[enrollment["beneficiary_id"]]].append(enrollment["status"])
         for data, fresh in zip(self.folders, self.fresh, strict=True):
             if fresh and self.kind == "all" and data.attendee is not None:
                 statuses[data.attendee.external_id].append(data.status)
         return statuses
 
-    def apply(self) -> list[ApplyResult]:
+    def apply(self) -> dict[str, ApplyResult]:
         fresh = self.fresh
         created = [False] * len(self.folders)
         changed = [False] * len(self.folders)
-        with self.session.no_autoflush:
-            # Level 1: users, beneficiaries, programs (no dependency on this page's other rows),
-            # from every copy that applies, in page order: who claims an email first depends on it.
-            for i, data in self._applied_copies_in_page_order():
-                if data.attendee is not None:
-                    made, edited = self._upsert_attendee(data.attendee)
-                    created[i] |= made and self.kind == "stagiaires"
+        # Level 1: users, beneficiaries, programs (no dependency on this page's other rows),
+        # from every copy that applies, in page order: who claims an email first depends on it.
+        for i, data in self._applied_copies_in_page_order():
+            if data.attendee is not None:
+                made, edited = self._upsert_attendee(data.attendee)
+                created[i] |= made and self.kind == "stagiaires"
+                changed[i] |= made or edited
+            if data.program is not None:
+                made, edited = self._upsert_program(data.program)
+                created[i] |= made and self.kind == "formations"
+                changed[i] |= made or edited
+        self._write_people_and_programs()
+        if self.kind == "all":
+            # Level 2: enrollments need their beneficiary and program ids.
+            for i, plan in enumerate(self.plans):
+                if fresh[i]:
+                    made, edited = self._upsert_enrollment(plan)
+                    created[i] |= made
                     changed[i] |= made or edited
-                if data.program is not None:
-                    made, edited = self._upsert_program(data.program)
-                    created[i] |= made and self.kind == "formations"
-                    changed[i] |= made or edited
-            self.session.flush()
-            if self.kind == "all":
-                # Level 2: enrollments need their beneficiary and program ids.
-                for i, plan in enumerate(self.plans):
-                    if fresh[i]:
-                        made, edited = self._upsert_enrollment(plan)
-                        created[i] |= made
-                        changed[i] |= made or edited
-                self.session.flush()
-                # Level 3: evaluations and documents need the enrollment id.
-                for i, plan in enumerate(self.plans):
-                    if fresh[i]:
-                        changed[i] |= self._upsert_evaluation(plan)
-                        changed[i] |= self._create_report(plan)
-                self.session.flush()
+            self.enrollment_rows.write_changes(self.session, self.now)
+            self.enrollment_rows.write_new(self.session, self.now)
+            # Level 3: evaluations and documents need the enrollment id.
+            for i, plan in enumerate(self.plans):
+                if fresh[i]:
+                    changed[i] |= self._upsert_evaluation(plan)
+                    changed[i] |= self._create_report(plan)
+            for table in (self.evaluation_rows, self.document_rows):
+                table.write_changes(self.session, self.now)
+                table.write_new(self.session, self.now)
         results = [
             self._result(data, fresh[i], created[i], changed[i]) for i, data in enumerate(self.folders)
         ]
-        self.results = {result.external_id: result for result in results}
-        return results
+        return {result.external_id: result for result in results}
+
+    def _write_people_and_programs(self) -> None:
+        session, now = self.session, self.now
+        if self.reclaimed:
+            # An address moves between two stored users: clear every address given up first, so
+            # the unique index never sees one twice, whatever order the updates below run in.
+            released = [
+                {"row_id": user_id}
+                for user_id, email in self.stored_emails.items()
+                if user_id in self.user_rows.changed and self.user_rows.changed[user_id]["email"] != email
+            ]
+            session.execute(
+                update(USERS).where(USERS.c.id == bindparam("row_id")).values(email=None), released
+            )
+        self.user_rows.write_changes(session, now)
+        self.user_rows.write_new(session, now)
+        for external_id, beneficiary in self.beneficiaries.items():
+            if "id" not in beneficiary:
+                beneficiary["user_id"] = self.users[external_id]["id"]
+        for table in (self.beneficiary_rows, self.program_rows):
+            table.write_changes(session, now)
+            table.write_new(session, now)
 
     def _upsert_attendee(self, attendee: AttendeeData) -> tuple[bool, bool]:
         beneficiary = self.beneficiaries.get(attendee.external_id)
         made = beneficiary is None
         if beneficiary is None:
-            user = User(tenant_id=self.tenant_id, role=UserRole.STUDENT, is_active=True)
-            beneficiary = Beneficiary(
-                tenant_id=self.tenant_id,
-                external_id=attendee.external_id,
-                status=BeneficiaryStatus.ACTIVE,
-                custom_fields={},
+            user = self.user_rows.add(
+                {
+                    "tenant_id": self.tenant_id,
+                    "role": UserRole.STUDENT,
+                    "is_active": True,
+                    **dict.fromkeys(USER_FIELDS),
+                }
             )
-            beneficiary.user = user
-            self.session.add(beneficiary)
+            beneficiary = self.beneficiary_rows.add(
+                {
+                    "tenant_id": self.tenant_id,
+                    "external_id": attendee.external_id,
+                    "user_id": None,  # known once the user is written
+                    **dict.fromkeys(BENEFICIARY_FIELDS),
+                    "status": BeneficiaryStatus.ACTIVE,
+                    "custom_fields": {},
+                }
+            )
             self.beneficiaries[attendee.external_id] = beneficiary
             self.users[attendee.external_id] = user
         user = self.users[attendee.external_id]
         email, overflow = self._claim_email(user, attendee.email)
-        edited = _assign(user, first_name=attendee.first_name, last_name=attendee.last_name, email=email)
-        fields = dict(beneficiary.custom_fields or {})
+        edited = self.user_rows.assign(
+            user, first_name=attendee.first_name, last_name=attendee.last_name, email=email
+        )
+        fields = dict(beneficiary["custom_fields"] or {})
         for key, value in {**attendee.facts, EMAIL_OVERFLOW_KEY: overflow}.items():
             if value is None:
                 fields.pop(key, None)
             else:
                 fields[key] = value
-        status = beneficiary_status_for(self.final_statuses.get(attendee.external_id, []), beneficiary.status)
-        edited |= _assign(
+        status = beneficiary_status_for(
+            self.final_statuses.get(attendee.external_id, []), beneficiary["status"]
+        )
+        edited |= self.beneficiary_rows.assign(
             beneficiary,
             phone=attendee.phone,
             birth_date=attendee.birth_date,
@@ -378,12 +603,12 @@ class _Page:
             city=attendee.city,
             postal_code=attendee.postal_code,
             country=attendee.country,
-            custom_fields=fields,  # a new dict: JSON columns only notice reassignment
+            custom_fields=fields,
             status=status,
         )
         return made, edited
 
-    def _claim_email(self, user: User, wanted: str | None) -> tuple[str | None, str | None]:
+    def _claim_email(self, user: Row, wanted: str | None) -> tuple[str | None, str | None]:
         """The address ``user`` may hold and the one kept aside because another user holds it.
 
         Updates the page's view of who holds what, so later folders of the page see this claim.
@@ -391,13 +616,11 @@ class _Page:
         holder = self.email_holders.get(wanted) if wanted else None
         stored = wanted if holder is None or holder is user else None
         overflow = wanted if wanted and stored is None else None
-        current = user.email
+        current = user["email"]
         if current == stored:
             return stored, overflow
         if stored is not None and stored in self.released_emails:
-            # Another user gave this address up earlier in the page: write that first, so the
-            # unique index never sees the address twice within one flush.
-            self.session.flush()
+            self.reclaimed = True  # written in two steps, see _write_people_and_programs
         if current is not None and self.email_holders.get(current) is user:
             del self.email_holders[current]
             self.released_emails.add(current)
@@ -409,52 +632,60 @@ class _Page:
         program = self.programs.get(data.external_id)
         made = program is None
         if program is None:
-            program = Program(tenant_id=self.tenant_id, external_id=data.external_id, name=data.name)
-            self.session.add(program)
+            program = self.program_rows.add(
+                {
+                    "tenant_id": self.tenant_id,
+                    "external_id": data.external_id,
+                    "status": ProgramStatus.ACTIVE,
+                    **dict.fromkeys(PROGRAM_FIELDS),
+                }
+            )
             self.programs[data.external_id] = program
-        edited = _assign(
+        edited = self.program_rows.assign(
             program,
             name=data.name,
             description=data.description,
             category=data.category,
             duration_hours=data.duration_hours,
-            start_date=data.start_date,
-            end_date=data.end_date,
+            # The span of the sessions seen: folders of one action carry different sessions, and
+            # taking each folder's dates would rewrite the program on every page.
+            start_date=_earliest(program["start_date"], data.start_date),
+            end_date=_latest(program["end_date"], data.end_date),
         )
         return made, edited
 
     def _upsert_enrollment(self, plan: _Folder) -> tuple[bool, bool]:
         data = plan.data
         assert data.attendee is not None and data.program is not None  # kind "all" reads both
-        beneficiary = self.beneficiaries[data.attendee.external_id]
-        program = self.programs[data.program.external_id]
+        beneficiary_id = self.beneficiaries[data.attendee.external_id]["id"]
+        program_id = self.programs[data.program.external_id]["id"]
         enrollment = self.enrollments.get(data.external_id)
         made = enrollment is None
         if enrollment is None:
-            enrollment = Enrollment(
-                tenant_id=self.tenant_id,
-                external_id=data.external_id,
-                progress=0,
-                beneficiary_id=beneficiary.id,
-                program_id=program.id,
+            enrollment = self.enrollment_rows.add(
+                {
+                    "tenant_id": self.tenant_id,
+                    "external_id": data.external_id,
+                    **dict.fromkeys(ENROLLMENT_FIELDS),
+                }
             )
-            self.session.add(enrollment)
+            enrollment["progress"] = 0
             self.enrollments[data.external_id] = enrollment
             self.beneficiary_enrollments.append(enrollment)
         rate = plan.rate_source.completion_rate if plan.rate_source is not None else None
-        edited = _assign(
+        edited = self.enrollment_rows.assign(
             enrollment,
-            beneficiary_id=beneficiary.id,
-            program_id=program.id,
+            beneficiary_id=beneficiary_id,
+            program_id=program_id,
             status=data.status,
             wedof_state=data.state,
             wedof_billing_state=data.billing_state,
             wedof_last_update=data.last_update,
             # Absent values keep what we hold: Wedof never forgets a history date, and a null
             # rate means "not reported", not "back to zero".
-            progress=enrollment.progress if rate is None else values.whole_percent(rate),
-            enrolled_at=plan.enrolled_at or enrollment.enrolled_at,
-            completed_at=plan.completed_at or enrollment.completed_at,
+            progress=enrollment["progress"] if rate is None else values.whole_percent(rate),
+            enrolled_at=plan.enrolled_at or enrollment["enrolled_at"],
+            completed_at=plan.completed_at or enrollment["completed_at"],
         )
         return made, edited
 
@@ -467,14 +698,15 @@ class _Page:
         evaluation = self.evaluations.get(key)
         made = evaluation is None
         if evaluation is None:
-            evaluation = Evaluation(tenant_id=self.tenant_id, external_id=key, title="")
-            self.session.add(evaluation)
+            evaluation = self.evaluation_rows.add(
+                {"tenant_id": self.tenant_id, "external_id": key, **dict.fromkeys(EVALUATION_FIELDS)}
+            )
             self.evaluations[key] = evaluation
         rate = source.completion_rate
-        edited = _assign(
+        edited = self.evaluation_rows.assign(
             evaluation,
-            beneficiary_id=enrollment.beneficiary_id,
-            enrollment_id=enrollment.id,
+            beneficiary_id=enrollment["beneficiary_id"],
+            enrollment_id=enrollment["id"],
             title=f"Taux de réalisation — {source.program.name}"[:500],
             score=rate,
             status=EvaluationStatus.COMPLETED if rate == 100 else EvaluationStatus.IN_PROGRESS,
@@ -492,24 +724,25 @@ class _Page:
             return False
         enrollment = self.enrollments[plan.data.external_id]
         name = " ".join(part for part in (source.attendee.first_name, source.attendee.last_name) if part)
-        document = Document(
-            tenant_id=self.tenant_id,
-            beneficiary_id=enrollment.beneficiary_id,
-            enrollment_id=enrollment.id,
-            title=f"Rapport de bilan — {name or source.program.name}"[:500],
-            type=DocumentType.BILAN_REPORT,
-            external_id=key,
-            meta={
-                "source": "wedof",
-                "folder_external_id": source.external_id,
-                "wedof_state": source.state,
-                "state_date": values.iso(source.report_state_date),
-                "permalink": source.permalink,
-                "program": source.program.name,
-            },
+        self.document_rows.add(
+            {
+                "tenant_id": self.tenant_id,
+                "beneficiary_id": enrollment["beneficiary_id"],
+                "enrollment_id": enrollment["id"],
+                "title": f"Rapport de bilan — {name or source.program.name}"[:500],
+                "type": DocumentType.BILAN_REPORT,
+                "external_id": key,
+                "metadata": {
+                    "source": "wedof",
+                    "folder_external_id": source.external_id,
+                    "wedof_state": source.state,
+                    "state_date": values.iso(source.report_state_date),
+                    "permalink": source.permalink,
+                    "program": source.program.name,
+                },
+            }
         )
-        self.session.add(document)
-        self.documents[key] = document
+        self.documents.add(key)
         return True
 
     def _result(self, data: FolderData, fresh: bool, created: bool, changed: bool) -> ApplyResult:
@@ -520,7 +753,7 @@ class _Page:
         return ApplyResult(
             external_id=data.external_id,
             outcome=outcome,
-            enrollment_id=enrollment.id if enrollment is not None else None,
-            beneficiary_id=beneficiary.id if beneficiary is not None else None,
-            program_id=program.id if program is not None else None,
+            enrollment_id=enrollment["id"] if enrollment is not None else None,
+            beneficiary_id=beneficiary["id"] if beneficiary is not None else None,
+            program_id=program["id"] if program is not None else None,
         )
