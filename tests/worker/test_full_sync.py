@@ -106,3 +106,61 @@ def test_bad_sync_arguments_are_answered_not_crashed_on(stack_env, broker, sync_
     result = broker.send_task(SYNC_CONNECTION, args=args, queue="sync").get(timeout=30)
     assert result["status"] == "rejected" and result["reason"]
     assert sync_worker.alive()
+
+
+# -- Prefetch: the next page downloads while this one is applied ------------------------------------
+
+
+def test_prefetch_yields_every_page_in_order_and_stays_one_page_ahead():
+    from worker.tasks.sync import Prefetch
+
+    produced: list[int] = []
+
+    def pages():
+        for number in range(5):
+            produced.append(number)
+            yield number
+
+    with Prefetch(pages(), ahead=1) as prefetched:
+        seen = []
+        for number in prefetched:
+            # Bounded: one page waiting in the queue and at most one being fetched.
+            wait_until(lambda n=number: len(produced) >= min(5, n + 2), timeout=10, message="prefetch")
+            assert len(produced) <= number + 3
+            seen.append(number)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_prefetch_raises_the_fetch_error_where_the_pages_are_used():
+    from worker.tasks.sync import Prefetch
+
+    def pages():
+        yield 1
+        raise ConnectionError("Wedof went away")
+
+    seen = []
+    with pytest.raises(ConnectionError, match="went away"), Prefetch(pages()) as prefetched:
+        for page in prefetched:
+            seen.append(page)
+    assert seen == [1]
+
+
+def test_prefetch_stops_fetching_when_the_sync_stops():
+    import itertools
+
+    from worker.tasks.sync import Prefetch
+
+    closed = []
+
+    def endless():
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    prefetched = Prefetch(endless())
+    for page in prefetched:
+        if page == 3:
+            break
+    prefetched.close()
+    assert not prefetched._thread.is_alive() and closed == [True]
