@@ -1008,6 +1008,10 @@ def test_trusted_last_update_answers_unchanged_from_one_query(session, tenant):
         )
         for f in page
     ]
+    # A folder served twice: its last copy is unchanged, the earlier one stale (as one by one).
+    twice = apply_folders(session, tenant, [page[0], edited[1], page[0]], trust_last_update=True)
+    assert [r.outcome for r in twice] == ["stale", "unchanged", "unchanged"]
+    assert twice[0].enrollment_id == twice[2].enrollment_id == results[0].enrollment_id
     # Without the trust, the same page is compared and applied.
     assert {r.outcome for r in apply_folders(session, tenant, edited)} == {"updated"}
 

@@ -168,6 +168,8 @@ def test_hostile_folders_never_crash_and_rejections_write_nothing(session, folde
         results = apply_folders(session, tenant, folders)
         assert len(results) == len(folders)
         assert all(isinstance(result, ApplyResult | FolderRejected) for result in results)
+        trusted = apply_folders(session, tenant, folders, trust_last_update=True)  # what syncs call
+        assert [type(result) for result in trusted] == [type(result) for result in results]
         _check_rows(session)
     finally:
         session.rollback()

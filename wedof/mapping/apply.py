@@ -63,7 +63,15 @@ from bdc.models import (
 )
 from bdc.types import utcnow
 from wedof.mapping import values
-from wedof.mapping.folder import KINDS, AttendeeData, FolderData, FolderRejected, ProgramData, read_folder
+from wedof.mapping.folder import (
+    KINDS,
+    AttendeeData,
+    FolderData,
+    FolderRejected,
+    ProgramData,
+    read_folder,
+    read_version,
+)
 from wedof.mapping.states import REPORT_STATES
 
 CREATED = "created"
@@ -163,8 +171,14 @@ def apply_folders(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     results: list[ApplyResult | FolderRejected | None] = [None] * len(folders)
+    if trust_last_update and folders:
+        session.flush()  # the caller's pending ORM changes go first, as an ORM query would autoflush them
+        for index, result in _same_version(session, tenant_id, kind, folders).items():
+            results[index] = result
     readable: list[tuple[int, FolderData]] = []
     for index, folder in enumerate(folders):
+        if results[index] is not None:
+            continue
         try:
             readable.append((index, read_folder(folder, kind)))
         except FolderRejected as rejected:
@@ -174,19 +188,12 @@ def apply_folders(
         copies[data.external_id].append((index, data))
     newest = sorted((_newest(group) for group in copies.values()), key=lambda item: item[0])
     if not newest:
-        return results  # type: ignore[return-value]  # every slot holds a rejection
-    session.flush()  # the caller's pending ORM changes go first, as an ORM query would autoflush them
+        return results  # type: ignore[return-value]  # every slot is filled by now
+    session.flush()
+    page = _Page(session, tenant_id, kind, [_Folder(data, copies[data.external_id]) for _, data in newest])
+    page_results = page.apply()
+    _expire_mapped_objects(session)
     newest_index = {data.external_id: index for index, data in newest}
-    page_results: dict[str, ApplyResult] = {}
-    if trust_last_update:
-        page_results = _same_version(session, tenant_id, kind, copies)
-        newest = [(index, data) for index, data in newest if data.external_id not in page_results]
-    if newest:
-        page = _Page(
-            session, tenant_id, kind, [_Folder(data, copies[data.external_id]) for _, data in newest]
-        )
-        page_results.update(page.apply())
-        _expire_mapped_objects(session)
     for index, data in readable:
         result = page_results[data.external_id]
         if index != newest_index[data.external_id]:  # an older copy of a folder of this page
@@ -222,31 +229,41 @@ def _latest(held: date | None, seen: date | None) -> date | None:
 
 
 def _same_version(
-    session: Session, tenant_id: int, kind: str, copies: dict[str, list[tuple[int, FolderData]]]
-) -> dict[str, ApplyResult]:
-    """The folders whose every copy carries the stored ``lastUpdate``: ``unchanged``, nothing else read.
+    session: Session, tenant_id: int, kind: str, folders: Sequence[Any]
+) -> dict[int, ApplyResult]:
+    """The page slots holding a folder we already hold at its ``lastUpdate``: ``unchanged``.
 
-    Not locked: nothing is written for these folders. The folders that do need work are read again
-    by :class:`_Page` under a row lock, which is where a concurrent writer's version is waited for.
+    Only the externalId, lastUpdate and attendee email are read (:func:`read_version`); a folder
+    whose copies in the page do not all carry one clean date is left to the full reading. Not
+    locked: nothing is written for these folders. The folders that do need work are read again by
+    :class:`_Page` under a row lock, which is where a concurrent writer's version is waited for.
     An attendee whose address was kept aside is unchanged only while another user still holds it.
     """
-    versions = {}
-    for external_id, group in copies.items():
-        dates = {data.last_update for _, data in group}
-        if len(dates) == 1 and None not in dates:
-            versions[external_id] = dates.pop()
-    if not versions:
+    slots: dict[str, list[int]] = defaultdict(list)
+    versions: dict[str, set] = defaultdict(set)
+    for index, folder in enumerate(folders):
+        version = read_version(folder)
+        if version is not None:
+            slots[version[0]].append(index)
+            versions[version[0]].add(version[1:])
+    held: dict[str, tuple[datetime, str | None]] = {}  # one clean version in every copy
+    for key, found in versions.items():
+        if len(found) == 1:
+            last_update, email = found.pop()
+            if last_update is not None:
+                held[key] = (last_update, email)
+    if not held:
         return {}
     e, b = ENROLLMENTS.c, BENEFICIARIES.c
     rows = session.execute(
         select(e.external_id, e.id, e.beneficiary_id, e.program_id, e.wedof_last_update, b.custom_fields)
         .join_from(ENROLLMENTS, BENEFICIARIES, b.id == e.beneficiary_id)
-        .where(e.tenant_id == tenant_id, e.external_id.in_(sorted(versions)))
+        .where(e.tenant_id == tenant_id, e.external_id.in_(sorted(held)))
     )
     same: dict[str, ApplyResult] = {}
     kept_aside: dict[str, str] = {}  # folder -> the address its attendee's user could not take
     for external_id, enrollment_id, beneficiary_id, program_id, last_update, custom_fields in rows:
-        if last_update != versions[external_id]:
+        if last_update != held[external_id][0]:
             continue
         same[external_id] = ApplyResult(
             external_id,
@@ -257,16 +274,26 @@ def _same_version(
         )
         overflow = custom_fields.get(EMAIL_OVERFLOW_KEY) if isinstance(custom_fields, dict) else None
         if overflow is not None and kind != "formations":
-            kept_aside[external_id] = overflow
+            if held[external_id][1] != overflow:
+                del same[external_id]  # the attendee wants another address now: compare
+            else:
+                kept_aside[external_id] = overflow
     if kept_aside:
-        held = set(
+        taken = set(
             session.scalars(select(USERS.c.email).where(USERS.c.email.in_(sorted(set(kept_aside.values())))))
         )
         for external_id, address in kept_aside.items():
-            attendee = copies[external_id][-1][1].attendee
-            if address not in held or attendee is None or attendee.email != address:
+            if address not in taken:
                 del same[external_id]  # the address is free by now: compare (and take it)
-    return same
+    results: dict[int, ApplyResult] = {}
+    for external_id, result in same.items():
+        *older, last = slots[external_id]
+        results[last] = result
+        for index in older:  # an older copy in the page, as in a one-by-one application
+            results[index] = ApplyResult(
+                external_id, STALE, result.enrollment_id, result.beneficiary_id, result.program_id
+            )
+    return results
 
 
 def _expire_mapped_objects(session: Session) -> None:

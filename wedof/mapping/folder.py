@@ -99,6 +99,23 @@ def read_folder(folder: Any, kind: str = "all") -> FolderData:
         raise FolderRejected(f"unreadable folder ({type(exc).__name__})", external_id) from exc
 
 
+def read_version(folder: Any) -> tuple[str, datetime | None, str | None] | None:
+    """(externalId, lastUpdate, attendee email) read cheaply; ``None`` when the externalId is unusable.
+
+    Enough to tell a folder we already hold at this version; anything else goes to :func:`read_folder`.
+    """
+    if not isinstance(folder, Mapping):
+        return None
+    try:
+        external_id = _folder_id(folder.get("externalId"))
+        last_update = values.datetime_utc(folder.get("lastUpdate"))
+        attendee = folder.get("attendee")
+        email = values.email(attendee.get("email")) if isinstance(attendee, Mapping) else None
+    except Exception:  # noqa: BLE001 - hostile data: the full reading decides what it is
+        return None
+    return external_id, last_update, email
+
+
 def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
     if any(key in folder for key in _CERTIFICATION_MARKERS):
         raise FolderRejected("a certification folder, not a registration folder", external_id)
