@@ -13,6 +13,7 @@ is what the 202 promises).
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from dataclasses import dataclass
@@ -136,7 +137,10 @@ def store_delivery(conn: Connection, connection_id: int, delivery: ParsedDeliver
         "created_at": now,
         "updated_at": now,
     }
-    event_id = conn.execute(_insert_statement(conn.dialect.name), values).scalar()
+    if conn.dialect.name == "postgresql" and conn.dialect.paramstyle == "pyformat":
+        event_id = conn.exec_driver_sql(_PG_INSERT, _pg_parameters(values)).scalar()
+    else:
+        event_id = conn.execute(_insert_statement(conn.dialect.name), values).scalar()
     if event_id is not None:
         return StoredEvent(event_id=event_id, duplicate=False, status=values["status"], task_id=task_id)
     existing = conn.execute(
@@ -160,6 +164,22 @@ def mark_not_queued(conn: Connection, event_id: int, task_id: str) -> bool:
 
 
 _inserts: dict[str, object] = {}
+
+# The PostgreSQL INSERT as plain SQL: executing a Core statement costs a cache-key build and the
+# per-column bind processing on every delivery; here the two values that need it (the JSON
+# headers, the status enum's value) are converted by hand, and psycopg reuses its prepared plan.
+_PG_COLUMNS = ("connection_id", "delivery_id", "event_type", "payload_format", "headers", "body",
+               "folder_external_id", "status", "status_reason", "attempts", "task_id", "received_at", "queued_at",
+               "created_at", "updated_at")
+_PG_INSERT = (
+    f"INSERT INTO {_TABLE.name} ({', '.join(_PG_COLUMNS)}) VALUES ("
+    + ", ".join("%(headers)s::JSON" if name == "headers" else f"%({name})s" for name in _PG_COLUMNS)
+    + ") ON CONFLICT (connection_id, delivery_id) DO NOTHING RETURNING id"
+)
+
+
+def _pg_parameters(values: dict) -> dict:
+    return {**values, "headers": json.dumps(values["headers"]), "status": values["status"].value}
 
 
 def _insert_statement(dialect: str):
