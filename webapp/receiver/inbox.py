@@ -99,7 +99,9 @@ def headers_to_store(headers, secret: str | None) -> dict[str, str]:
     for name, value in headers.items():
         if len(kept) >= _MAX_HEADERS:
             break
-        value = "".join(ch for ch in str(value)[:_MAX_HEADER_VALUE] if ch.isprintable())
+        value = str(value)[:_MAX_HEADER_VALUE]
+        if not value.isprintable():  # the common case is already clean: no per-character pass
+            value = "".join(ch for ch in value if ch.isprintable())
         lowered = str(name).lower()
         if any(word in lowered for word in _SENSITIVE_HEADER_WORDS) or (secret and secret in value):
             value = _REDACTED

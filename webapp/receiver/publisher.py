@@ -48,7 +48,7 @@ def publish_process_event(event_id: int, task_id: str) -> None:
     envelope = redis_envelope(sender, event_id, task_id)
     for attempt in (1, 2):  # a pooled connection the broker dropped is replaced once
         try:
-            client.lpush(QUEUE, envelope)
+            _lpush(client, envelope)
             return
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if attempt == 2:
@@ -139,6 +139,23 @@ class _EnvelopeTemplate:
         body = base64.b64encode(self._body.replace(str(_ARG_MARK), arg).encode("utf-8")).decode("ascii")
         return (self._envelope.replace(_TASK_MARK, json.dumps(task_id)[1:-1]).replace(str(_ARG_MARK), arg)
                 .replace(_BODY_MARK, body).replace(_TAG_MARK, delivery_tag))
+
+
+def _lpush(client: redis.Redis, envelope: str) -> None:
+    # One command on a pooled connection, without redis-py's per-command client machinery
+    # (retry wrapper, option parsing): our caller already retries once on a fresh connection.
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_command("LPUSH", QUEUE, envelope)
+        connection.read_response()
+    except redis.ResponseError:
+        raise  # the broker answered (e.g. OOM): the connection is still in step
+    except BaseException:
+        connection.disconnect()  # never hand back a connection with a reply left unread
+        raise
+    finally:
+        pool.release(connection)
 
 
 def _redis_client(sender) -> redis.Redis | None:
