@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from celery.exceptions import Retry
 from redis.exceptions import LockError, RedisError
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bdc.audit import record_audit
 from bdc.db import session_scope
@@ -278,6 +278,11 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], cou
     applied = unchanged = failed = 0
     max_seen = counters.max_last_update
     with session_scope() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # psycopg prepares a statement run five times, and PostgreSQL then keeps a generic
+            # plan made while the tables were nearly empty (sequential scans): every page of a
+            # first sync got slower. Plan each page's lookups for the tables as they are now.
+            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         # Wedof moves lastUpdate on every change: a folder we hold at its lastUpdate costs nothing.
         results = apply_folders(session, tenant_id, folders, kind=kind, trust_last_update=True) if folders else []
         for folder, result in zip(folders, results, strict=True):
