@@ -79,7 +79,8 @@ def test_incremental_resync_picks_up_changes_and_nothing_else(stack_env, broker,
                                       .where(Enrollment.tenant_id == tenant_id)).all())
     _task, again = sync(broker, [connection_id, "all", True, None, "manual"])
     assert again.status == SyncStatus.SUCCEEDED and again.fetched == FOLDERS and again.failed == 0
-    assert again.applied + again.unchanged == FOLDERS
+    # Nothing changed at Wedof: every folder is unchanged (programs do not flip between sessions).
+    assert (again.applied, again.unchanged) == (0, FOLDERS)
     with session_scope() as session:  # nothing changed at Wedof: no enrollment row was written
         assert dict(session.execute(select(Enrollment.external_id, Enrollment.updated_at)
                                     .where(Enrollment.tenant_id == tenant_id)).all()) == stamps
