@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import uuid
@@ -32,6 +31,7 @@ from sqlalchemy import select, text
 from bdc.audit import record_audit
 from bdc.db import session_scope
 from bdc.models import SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
+from bdc.settings import get_settings
 from wedof.errors import WedofError, WedofRateLimitedError
 from wedof.mapping import FolderRejected, apply_folders
 from wedof.mapping.values import datetime_utc
@@ -50,9 +50,9 @@ from worker.tasks.common import (
     utcnow,
 )
 
-OVERLAP = timedelta(seconds=int(os.environ.get("BDC_SYNC_OVERLAP_SECONDS", "600")))
-LOCK_TIMEOUT = int(os.environ.get("BDC_SYNC_LOCK_TIMEOUT", "300"))  # seconds; extended after every page
-PAGE_SIZE = int(os.environ.get("BDC_SYNC_PAGE_SIZE", "100"))
+OVERLAP = timedelta(seconds=get_settings().sync_overlap_seconds)
+LOCK_TIMEOUT = get_settings().sync_lock_timeout  # seconds; extended after every page
+PAGE_SIZE = get_settings().sync_page_size
 MAX_SYNC_RETRIES = 3
 APPLIED_OUTCOMES = ("created", "updated")
 FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
