@@ -2,7 +2,7 @@
 
 The samples were published by Wedof's own team; tests and demos use them to prove the code
 accepts real payloads as they are. Looked up in ``WEDOF_FIXTURES_DIR`` when set, else in the
-repository's ``tests/fixtures/wedof``, else in the shared ``/work/shared/fixtures/wedof``.
+repository's ``tests/fixtures/wedof``, else in ``../shared/fixtures/wedof`` beside the project.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "wedof"
-SHARED_FIXTURES_DIR = Path("/work/shared/fixtures/wedof")
+SHARED_FIXTURES_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "wedof"
 REGISTRATION_FOLDER_SAMPLE = "registration-folder.activepieces-sample.json"
 CERTIFICATION_FOLDER_SAMPLE = "certification-folder.activepieces-sample.json"
 
