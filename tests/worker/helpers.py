@@ -23,6 +23,9 @@ from wedof.mapping import enrollment_status_for
 from wedof.mapping.values import datetime_utc, percent, whole_percent
 from worker.task_names import QUEUE_OF
 
+# The statuses an event ends in: waiting for one of them means the worker is done with it.
+DONE = {EventStatus.PROCESSED, EventStatus.FAILED, EventStatus.IGNORED}
+
 
 def make_connection(api_url: str, api_key: str, slug: str | None = None, rate: float = 500.0,
                     secret: str = "hook-secret") -> tuple[int, int]:

@@ -16,6 +16,7 @@ from bdc.models import Enrollment, EventStatus
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.worker.helpers import (
+    DONE,
     envelope,
     event_row,
     events_in,
@@ -25,8 +26,6 @@ from tests.worker.helpers import (
     truth_mismatches,
 )
 from worker.task_names import PROCESS_EVENT
-
-DONE = {EventStatus.PROCESSED, EventStatus.FAILED, EventStatus.IGNORED}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryBeat, CeleryWorker, Flower
 from tests.worker.helpers import (
+    DONE,
     envelope,
     event_row,
     events_in,
@@ -30,7 +31,6 @@ from worker.task_names import PROCESS_EVENT, SYNC_CONNECTION
 
 # The SIGKILL tests come first: they start their own workers, and no module-wide worker may be
 # running yet to take their message.
-DONE = {EventStatus.PROCESSED, EventStatus.FAILED, EventStatus.IGNORED}
 
 
 @pytest.fixture(scope="module")

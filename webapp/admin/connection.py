@@ -25,6 +25,7 @@ from webapp.admin.validation import field, json_object, reject_unknown
 from webapp.auth import admin_required
 from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
+from webapp.receiver.connections import forget_cached_connections
 from worker.task_names import REGISTER_WEBHOOK
 
 WRITABLE = {"name", "base_url", "api_key", "webhook_secret", "signature_algorithm", "organism_siret", "enabled",
@@ -112,6 +113,7 @@ def create_connection():
         record_audit(session, actor=current_principal().actor, action="connection.created", tenant_id=tenant.id,
                      target=("wedof_connection", connection.id), details={"fields": changed})
         data = connection_json(connection)
+    forget_cached_connections()
     if generated:
         data["webhook_secret"] = generated  # shown once: paste it into Wedof's webhook settings
     return jsonify(data), 201
@@ -132,6 +134,8 @@ def update_connection():
                          tenant_id=tenant.id, target=("wedof_connection", connection.id),
                          details={"fields": changed})
         data = connection_json(connection)
+    if changed:
+        forget_cached_connections()  # the receiver must check the next delivery against the new values
     data["changed"] = changed
     return jsonify(data)
 
@@ -149,6 +153,7 @@ def rotate_secret():
                      tenant_id=tenant.id, target=("wedof_connection", connection.id),
                      details={"fields": ["webhook_secret"]})
         url = webhook_url(connection)
+    forget_cached_connections()
     # Deliveries signed with the old secret are refused from now on: update Wedof right away
     # (or POST connection/register-webhook, which sends the new secret to Wedof).
     return jsonify({"webhook_secret": secret, "webhook_url": url,
