@@ -1,0 +1,181 @@
+"""Frozen reference: ``read_folder`` / ``read_version`` exactly as they were before the fast paths.
+
+Do not optimise or "fix" this copy: its only job is to stay what it was; the optimised module must
+agree with it on every input (tests/wedof/test_values_fast_paths.py, bench/read_folder.py).
+The dataclasses and :class:`FolderRejected` are the real ones, so results compare with ``==``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from tests.wedof import reference_values as values
+from wedof.mapping.folder import AttendeeData, FolderData, FolderRejected, ProgramData
+from wedof.mapping.states import REPORT_STATE_DATE_KEYS, enrollment_status_for
+
+KINDS = ("all", "stagiaires", "formations")
+
+# A folder number: the same alphabet the webhook parser accepts. Derived keys append up to 12
+# characters (":bilan-report") and must still fit the 64-character external_id columns.
+_FOLDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+MAX_FOLDER_ID_LENGTH = 52
+MAX_ATTENDEE_ID_LENGTH = 64
+MAX_PROGRAM_ID_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 4000
+
+_BILAN_TITLE = re.compile(r"bilans?\s+de\s+competences?")
+# Keys only certification folders have: such a body is not a registration folder.
+_CERTIFICATION_MARKERS = ("certifiedData", "cdcState", "examinationType", "certificateId")
+
+
+def read_folder(folder: Any, kind: str = "all") -> FolderData:
+    """Clean data for one folder, or :class:`FolderRejected` saying why it cannot be applied."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")  # a caller bug, not bad data
+    if not isinstance(folder, Mapping):
+        raise FolderRejected(f"a registration folder is a JSON object, not {type(folder).__name__}")
+    external_id = _folder_id(folder.get("externalId"))
+    try:
+        return _read(folder, external_id, kind)
+    except FolderRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any surprise in hostile data is a rejection, never a crash
+        raise FolderRejected(f"unreadable folder ({type(exc).__name__})", external_id) from exc
+
+
+def read_version(folder: Any) -> tuple[str, datetime | None, str | None] | None:
+    """(externalId, lastUpdate, attendee email) read cheaply; ``None`` when the externalId is unusable.
+
+    Enough to tell a folder we already hold at this version; anything else goes to :func:`read_folder`.
+    """
+    if not isinstance(folder, Mapping):
+        return None
+    try:
+        external_id = _folder_id(folder.get("externalId"))
+        last_update = values.datetime_utc(folder.get("lastUpdate"))
+        attendee = folder.get("attendee")
+        email = values.email(attendee.get("email")) if isinstance(attendee, Mapping) else None
+    except Exception:  # noqa: BLE001 - hostile data: the full reading decides what it is
+        return None
+    return external_id, last_update, email
+
+
+def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
+    if any(key in folder for key in _CERTIFICATION_MARKERS):
+        raise FolderRejected("a certification folder, not a registration folder", external_id)
+    history = _mapping(folder.get("history"))
+    state = values.short_text(folder.get("state"), 64)
+    attendee = program = None
+    if kind in ("all", "stagiaires"):
+        attendee = _attendee(folder.get("attendee"), external_id)
+    if kind in ("all", "formations"):
+        program = _program(folder.get("trainingActionInfo"), external_id)
+    report_key = REPORT_STATE_DATE_KEYS.get(state or "")
+    return FolderData(
+        external_id=external_id,
+        last_update=values.datetime_utc(folder.get("lastUpdate")),
+        state=state,
+        billing_state=values.short_text(folder.get("billingState"), 32),
+        status=enrollment_status_for(state),
+        completion_rate=values.percent(folder.get("completionRate")),
+        enrolled_at=values.datetime_utc(history.get("acceptedDate"))
+        or values.datetime_utc(folder.get("createdOn")),
+        completed_at=(
+            values.datetime_utc(history.get("terminatedDate"))
+            or values.datetime_utc(history.get("serviceDoneDeclaredDate"))
+        ),
+        permalink=values.short_text(folder.get("permalink"), 2000),
+        report_state_date=values.datetime_utc(history.get(report_key)) if report_key else None,
+        attendee=attendee,
+        program=program,
+    )
+
+
+def _folder_id(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise FolderRejected("no externalId: not a registration folder")
+    value = value.strip()
+    if len(value) > MAX_FOLDER_ID_LENGTH or not _FOLDER_ID.fullmatch(value):
+        raise FolderRejected(f"externalId {value[:80]!r} is not a folder number")
+    return value
+
+
+def _mapping(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _attendee(raw: Any, folder_id: str) -> AttendeeData:
+    if not isinstance(raw, Mapping):
+        raise FolderRejected("no attendee object", folder_id)
+    attendee_id = raw.get("id")
+    if isinstance(attendee_id, float) and attendee_id.is_integer():
+        attendee_id = int(attendee_id)
+    attendee_id = values.short_text(attendee_id, MAX_ATTENDEE_ID_LENGTH)
+    if attendee_id is None:
+        raise FolderRejected("the attendee has no usable id", folder_id)
+    address = _mapping(raw.get("address"))
+    degree = values.number(raw.get("degree"))
+    return AttendeeData(
+        external_id=attendee_id,
+        # Kept exactly as Wedof has them, even where a sample visibly swaps them: Wedof is the truth.
+        first_name=values.text(raw.get("firstName"), 200),
+        last_name=values.text(raw.get("lastName"), 200),
+        email=values.email(raw.get("email")),
+        phone=values.short_text(raw.get("phoneNumber"), 50) or values.short_text(raw.get("phoneFixed"), 50),
+        birth_date=values.date_only(raw.get("dateOfBirth")),
+        address=_street(address),
+        city=values.text(address.get("city"), 200),
+        postal_code=values.short_text(address.get("zipCode"), 20),
+        country=values.text(address.get("country"), 100) or values.text(address.get("countryCode"), 100),
+        facts={
+            # The French qualification level (1–8); anything else is noise.
+            "wedof_degree": int(degree)
+            if degree is not None and degree.is_integer() and 0 <= degree <= 9
+            else None,
+            "wedof_degree_title": values.text(raw.get("degreeTitle"), 300),
+            "wedof_gender": values.text(raw.get("gender"), 50),
+            "wedof_pole_emploi_id": values.text(raw.get("poleEmploiId"), 50),
+        },
+    )
+
+
+def _street(address: Mapping) -> str | None:
+    """The street line: Wedof's fullAddress, else "number roadTypeLabel roadName" (a number alone is no address)."""
+    full = values.text(address.get("fullAddress"), 500)
+    if full:
+        return full
+    road = values.text(address.get("roadName"), 300)
+    if road is None:
+        return None
+    parts = [values.text(address.get("number"), 20), values.text(address.get("roadTypeLabel"), 100), road]
+    return " ".join(part for part in parts if part)[:500]
+
+
+def _program(raw: Any, folder_id: str) -> ProgramData:
+    if not isinstance(raw, Mapping):
+        raise FolderRejected("no trainingActionInfo: not a registration folder", folder_id)
+    program_id = values.short_text(raw.get("externalId"), MAX_PROGRAM_ID_LENGTH) or values.short_text(
+        raw.get("trainingActionId"), MAX_PROGRAM_ID_LENGTH
+    )
+    if program_id is None:
+        raise FolderRejected("the training action has no usable externalId", folder_id)
+    title = values.text(raw.get("title"), 500)
+    name = title or f"Formation {program_id}"[:500]
+    duration = values.number(raw.get("indicativeDuration"))
+    return ProgramData(
+        external_id=program_id,
+        name=name,
+        description=(
+            values.text(raw.get("content"), MAX_DESCRIPTION_LENGTH)
+            or values.text(raw.get("trainingGoal"), MAX_DESCRIPTION_LENGTH)
+        ),
+        category="bilan_competences" if _BILAN_TITLE.search(values.fold(name)) else "formation",
+        duration_hours=duration if duration is not None and duration >= 0 else None,
+        start_date=values.date_only(raw.get("sessionStartDate")),
+        end_date=values.date_only(raw.get("sessionEndDate")),
+    )
