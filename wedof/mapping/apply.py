@@ -29,8 +29,8 @@ Level-triggered: the folder's state is the truth, whatever event carried it.
   constraint, which the caller's transaction retry resolves (the next try sees the holder).
 
 ``apply_folders`` loads everything a page needs in a fixed number of queries (one per table, by
-external ids), upserts plain rows in memory and writes them with SQLAlchemy Core by dependency
-level: per table one multi-row ``INSERT ... RETURNING id`` and one ``UPDATE`` executemany, so the
+external ids), upserts plain rows in memory and writes them by dependency level with
+:mod:`wedof.mapping.bulk`: per table one ``INSERT ... RETURNING id`` and one ``UPDATE``, so the
 query count does not grow with the page size and no ORM unit of work is involved. ORM objects of
 these tables the caller's session already holds are expired afterwards, so they reload what was
 written. ``apply_folder`` is the same code on a page of one. Neither commits.
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from bdc.models import (
@@ -62,7 +62,7 @@ from bdc.models import (
     UserRole,
 )
 from bdc.types import utcnow
-from wedof.mapping import values
+from wedof.mapping import bulk, values
 from wedof.mapping.folder import (
     KINDS,
     AttendeeData,
@@ -254,17 +254,21 @@ def _same_version(
                 held[key] = (last_update, email)
     if not held:
         return {}
-    e, b = ENROLLMENTS.c, BENEFICIARIES.c
+    holders = USERS.alias("holder")  # whoever holds the address an attendee's user could not take
+    e, b, holder = ENROLLMENTS.c, BENEFICIARIES.c, holders.c
+    kept_aside = b.custom_fields[EMAIL_OVERFLOW_KEY].as_string()
     rows = session.execute(
-        select(e.external_id, e.id, e.beneficiary_id, e.program_id, e.wedof_last_update, b.custom_fields)
+        select(e.external_id, e.id, e.beneficiary_id, e.program_id, e.wedof_last_update, kept_aside, holder.id)
         .join_from(ENROLLMENTS, BENEFICIARIES, b.id == e.beneficiary_id)
-        .where(e.tenant_id == tenant_id, e.external_id.in_(sorted(held)))
+        .outerjoin(holders, holder.email == kept_aside)
+        .where(e.tenant_id == tenant_id, bulk.among(session, e.external_id, held))
     )
     same: dict[str, ApplyResult] = {}
-    kept_aside: dict[str, str] = {}  # folder -> the address its attendee's user could not take
-    for external_id, enrollment_id, beneficiary_id, program_id, last_update, custom_fields in rows:
+    for external_id, enrollment_id, beneficiary_id, program_id, last_update, overflow, holder_id in rows:
         if last_update != held[external_id][0]:
             continue
+        if overflow is not None and kind != "formations" and (held[external_id][1] != overflow or holder_id is None):
+            continue  # the attendee wants another address now, or the one kept aside is free: compare
         same[external_id] = ApplyResult(
             external_id,
             UNCHANGED,
@@ -272,19 +276,6 @@ def _same_version(
             beneficiary_id if kind != "formations" else None,
             program_id if kind != "stagiaires" else None,
         )
-        overflow = custom_fields.get(EMAIL_OVERFLOW_KEY) if isinstance(custom_fields, dict) else None
-        if overflow is not None and kind != "formations":
-            if held[external_id][1] != overflow:
-                del same[external_id]  # the attendee wants another address now: compare
-            else:
-                kept_aside[external_id] = overflow
-    if kept_aside:
-        taken = set(
-            session.scalars(select(USERS.c.email).where(USERS.c.email.in_(sorted(set(kept_aside.values())))))
-        )
-        for external_id, address in kept_aside.items():
-            if address not in taken:
-                del same[external_id]  # the address is free by now: compare (and take it)
     results: dict[int, ApplyResult] = {}
     for external_id, result in same.items():
         *older, last = slots[external_id]
@@ -358,31 +349,13 @@ class _Table:
         return True
 
     def write_changes(self, session: Session, now: datetime) -> None:
-        """One UPDATE executemany; every changed row writes all ``fields``, so they batch together."""
-        if not self.changed:
-            return
-        columns = self.table.c
-        statement = (
-            update(self.table)
-            .where(columns.id == bindparam("row_id"))
-            .values({name: bindparam(f"new_{name}") for name in (*self.fields, "updated_at")})
-        )
-        session.execute(
-            statement,
-            [
-                {"row_id": row["id"], "new_updated_at": now, **{f"new_{n}": row[n] for n in self.fields}}
-                for row in self.changed.values()
-            ],
-        )
+        """One UPDATE for every changed row; each writes all ``fields``, so they batch together."""
+        bulk.update_rows(session, self.table, self.fields, list(self.changed.values()), now)
         self.changed.clear()
 
     def write_new(self, session: Session, now: datetime) -> None:
-        """One multi-row INSERT ... RETURNING id (insertmanyvalues); each new row gets its id."""
-        if not self.new:
-            return
-        statement = insert(self.table).returning(self.table.c.id, sort_by_parameter_order=True)
-        params = [{**row, "created_at": now, "updated_at": now} for row in self.new]
-        ids = session.execute(statement, params).scalars().all()
+        """One INSERT for the new rows; each gets its id."""
+        ids = bulk.insert_rows(session, self.table, self.new, now)
         for row, row_id in zip(self.new, ids, strict=True):
             row["id"] = row_id
         self.new.clear()
@@ -434,7 +407,7 @@ class _Page:
                 select(b.id, b.user_id, b.external_id, *(b[n] for n in BENEFICIARY_FIELDS))
                 .add_columns(*(u[n] for n in USER_FIELDS))
                 .join_from(BENEFICIARIES, USERS, b.user_id == u.id)
-                .where(b.tenant_id == tenant, b.external_id.in_(sorted({a.external_id for a in attendees})))
+                .where(b.tenant_id == tenant, bulk.among(session, b.external_id, (a.external_id for a in attendees)))
             )
             for row in rows:
                 beneficiary = row._asdict()  # the two column sets share no name
@@ -445,22 +418,22 @@ class _Page:
             emails = sorted({a.email for a in attendees if a.email} - set(self.email_holders))
             if emails:
                 for row in session.execute(
-                    select(u.id, *(u[n] for n in USER_FIELDS)).where(u.email.in_(emails))
+                    select(u.id, *(u[n] for n in USER_FIELDS)).where(bulk.among(session, u.email, emails))
                 ):
                     self._hold(row._asdict())
         if programs:
             p = PROGRAMS.c
             for row in session.execute(
                 select(p.id, p.external_id, *(p[n] for n in PROGRAM_FIELDS)).where(
-                    p.tenant_id == tenant, p.external_id.in_(sorted({g.external_id for g in programs}))
+                    p.tenant_id == tenant, bulk.among(session, p.external_id, (g.external_id for g in programs))
                 )
             ):
                 self.programs[row.external_id] = row._asdict()
         e = ENROLLMENTS.c
         beneficiary_ids = [row["id"] for row in self.beneficiaries.values()]
-        wanted = e.external_id.in_(sorted(folder_ids))
+        wanted = bulk.among(session, e.external_id, folder_ids)
         if beneficiary_ids:
-            wanted = or_(wanted, e.beneficiary_id.in_(beneficiary_ids))
+            wanted = or_(wanted, bulk.among(session, e.beneficiary_id, beneficiary_ids))
         # FOR UPDATE (PostgreSQL; SQLite serializes writers itself): the stale check below compares
         # against these rows, so a concurrent apply of another version of the folder must wait for
         # our commit and then read it, or an older version committed last would overwrite a newer one.
@@ -480,14 +453,14 @@ class _Page:
             keys = sorted(completion_evaluation_key(i) for i in folder_ids)
             for row in session.execute(
                 select(v.id, v.external_id, *(v[n] for n in EVALUATION_FIELDS)).where(
-                    v.tenant_id == tenant, v.external_id.in_(keys)
+                    v.tenant_id == tenant, bulk.among(session, v.external_id, keys)
                 )
             ):
                 self.evaluations[row.external_id] = row._asdict()
             d = DOCUMENTS.c
             keys = sorted(bilan_report_key(i) for i in folder_ids)
             self.documents = set(
-                session.scalars(select(d.external_id).where(d.tenant_id == tenant, d.external_id.in_(keys)))
+                session.scalars(select(d.external_id).where(d.tenant_id == tenant, bulk.among(session, d.external_id, keys)))
             )
 
     def _hold(self, user: Row) -> None:
