@@ -36,7 +36,14 @@ def create_db_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)  # survive a database restart without a failed request
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    # Planner settings for an OLTP service whose tables live in memory, sent once per connection:
+    # - psycopg prepares a statement run five times, and PostgreSQL may then keep a generic plan
+    #   made while the tables were nearly empty (sequential scans slowing every later page of a
+    #   first sync). Our statements are small and cheap to plan: plan for the data as it is.
+    # - random_page_cost 1.1 instead of the spinning-disk default 4: with it, 100 index probes by
+    #   external id cost ~0.8 ms where the scan of a 10,000-row table it preferred cost ~3.6 ms.
+    planner = "-c plan_cache_mode=force_custom_plan -c random_page_cost=1.1"
+    kwargs.setdefault("connect_args", {"connect_timeout": 5, "options": planner})
     return create_engine(url, **kwargs)
 
 
