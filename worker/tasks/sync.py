@@ -7,18 +7,21 @@
   ``[cursor - overlap, now]``; ``full=True`` (or no cursor yet) reads everything.
 - Each page is applied with ``apply_folders`` in ONE transaction together with the SyncRun counters,
   so what was committed before a crash or a Wedof outage is kept, and a re-run only finds it unchanged.
-- Progress: Celery state ``PROGRESS`` (Flower) and the SyncRun row (admin API) after every page.
+- Progress: Celery state ``PROGRESS`` (Flower) after every page; the SyncRun row (admin API) with
+  every page that wrote something, at least every ``PROGRESS_EVERY`` seconds otherwise, and at the end.
 - A folder Wedof's paging serves twice in one run is applied once (see :class:`RunDedupe`); one bad
   folder is counted and logged and never stops the run.
 - The cursor (max ``lastUpdate`` seen) moves only when a whole ``kind="all"`` run succeeded.
-- The next page is downloaded by a background thread while the current one is applied
-  (:class:`Prefetch`, one page ahead), so a sync takes about max(download, apply), not their sum.
+- The next pages are downloaded by a background thread while the current one is applied
+  (:class:`Prefetch`, ``PREFETCH_PAGES`` ahead): the download runs while the apply waits on the
+  database, so a sync takes about max(download, apply), not their sum.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from datetime import datetime, timedelta
 
 from celery.exceptions import Retry
 from redis.exceptions import LockError, RedisError
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from bdc.audit import record_audit
 from bdc.db import session_scope
@@ -53,6 +56,8 @@ from worker.tasks.common import (
 OVERLAP = timedelta(seconds=get_settings().sync_overlap_seconds)
 LOCK_TIMEOUT = get_settings().sync_lock_timeout  # seconds; extended after every page
 PAGE_SIZE = get_settings().sync_page_size
+PREFETCH_PAGES = 3  # pages downloaded ahead while one is applied: a few MiB, whatever the total
+PROGRESS_EVERY = 1.0  # seconds between progress records of pages that changed nothing
 MAX_SYNC_RETRIES = 3
 APPLIED_OUTCOMES = ("created", "updated")
 FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
@@ -193,10 +198,16 @@ class Counters:
     failed: int = 0
     total: int | None = None
     max_last_update: datetime | None = None
+    recorded_at: float = 0.0  # monotonic time the SyncRun row last received these counters
 
     def meta(self, run_id: int) -> dict:
         return {"run_id": run_id, "page": self.pages, "fetched": self.fetched, "applied": self.applied,
                 "unchanged": self.unchanged, "failed": self.failed, "total": self.total}
+
+    def record(self, run: SyncRun) -> None:
+        run.pages, run.fetched, run.applied = self.pages, self.fetched, self.applied
+        run.unchanged, run.failed, run.total = self.unchanged, self.failed, self.total
+        self.recorded_at = time.monotonic()
 
 
 class SyncLock:
@@ -274,44 +285,41 @@ def _audit_run(run_id: int, action: str, details: dict) -> None:
 
 def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], counters: Counters,
                 fetched: int, deduped: int, total: int | None) -> None:
-    """Apply one page and record the counters in one transaction."""
-    applied = unchanged = failed = 0
-    max_seen = counters.max_last_update
+    """Apply one page and, in the same transaction, record the run's counters.
+
+    A page that wrote nothing (an unchanged re-sync) records them at most every
+    PROGRESS_EVERY seconds: it then costs one read, not a write and its commit.
+    """
+    page = Counters(**{**counters.__dict__})
     with session_scope() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            # psycopg prepares a statement run five times, and PostgreSQL then keeps a generic
-            # plan made while the tables were nearly empty (sequential scans): every page of a
-            # first sync got slower. Plan each page's lookups for the tables as they are now.
-            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         # Wedof moves lastUpdate on every change: a folder we hold at its lastUpdate costs nothing.
         results = apply_folders(session, tenant_id, folders, kind=kind, trust_last_update=True) if folders else []
         for folder, result in zip(folders, results, strict=True):
             if isinstance(result, FolderRejected):
-                failed += 1
+                page.failed += 1
                 log.warning("sync run %s: %s", run_id, result)
                 continue
             if result.outcome in APPLIED_OUTCOMES:
-                applied += 1
+                page.applied += 1
             else:
-                unchanged += 1
+                page.unchanged += 1
             last_update = datetime_utc(folder.get("lastUpdate"))
-            if last_update is not None and (max_seen is None or last_update > max_seen):
-                max_seen = last_update
-        run = session.get(SyncRun, run_id)
-        run.pages += 1
-        run.fetched += fetched
-        run.applied += applied
-        run.unchanged += unchanged + deduped
-        run.failed += failed
-        run.total = total
+            if last_update is not None and (page.max_last_update is None or last_update > page.max_last_update):
+                page.max_last_update = last_update
+        page.pages += 1
+        page.fetched += fetched
+        page.unchanged += deduped
+        page.total = total
+        wrote = page.applied > counters.applied or page.failed > counters.failed
+        if wrote or time.monotonic() - counters.recorded_at >= PROGRESS_EVERY:
+            page.record(session.get(SyncRun, run_id))
     # Only once committed do the in-memory counters move (a failed commit leaves them as they were).
-    counters.pages += 1
-    counters.fetched += fetched
-    counters.applied += applied
-    counters.unchanged += unchanged + deduped
-    counters.failed += failed
-    counters.total = total
-    counters.max_last_update = max_seen
+    counters.__dict__.update(page.__dict__)
+
+
+def _record_counters(run_id: int, counters: Counters) -> None:
+    with session_scope() as session:
+        counters.record(session.get(SyncRun, run_id))
 
 
 def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime | None, lock: SyncLock) -> dict:
@@ -330,17 +338,25 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
     counters = Counters()
     dedupe = RunDedupe(recent_after=started - OVERLAP)
     pages = client.iter_pages(sort="lastUpdate", order="asc", limit=PAGE_SIZE, **window)
-    with client, Prefetch(pages) as prefetched:
-        for _page, folders, total in prefetched:
-            fresh, deduped = dedupe.filter(folders)
-            retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}",
-                              run_id, tenant_id, args.kind, fresh, counters, len(folders), deduped, total)
-            lock.extend()
-            if task.request.id and not task.request.called_directly:
-                task.update_state(state="PROGRESS", meta=counters.meta(run_id))
+    try:
+        with client, Prefetch(pages, ahead=PREFETCH_PAGES) as prefetched:
+            for _page, folders, total in prefetched:
+                fresh, deduped = dedupe.filter(folders)
+                retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}",
+                                  run_id, tenant_id, args.kind, fresh, counters, len(folders), deduped, total)
+                lock.extend()
+                if task.request.id and not task.request.called_directly:
+                    task.update_state(state="PROGRESS", meta=counters.meta(run_id))
+    except Exception:
+        try:
+            _record_counters(run_id, counters)  # what was done before the failure, for the admin to see
+        except Exception as bookkeeping:  # the database may be what failed; the run's own error matters
+            log.warning("sync run %s: counters not recorded (%s)", run_id, type(bookkeeping).__name__)
+        raise
     finished = utcnow()
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
+        counters.record(run)
         run.status, run.finished_at = SyncStatus.SUCCEEDED, finished
         connection = session.get(WedofConnection, args.connection_id)
         connection.last_sync_at = finished
