@@ -10,6 +10,9 @@ In one run, against one local Wedof sandbox and a throwaway PostgreSQL cluster:
 4. re-sync of unchanged data (same database, nothing changed at Wedof);
 5. peak RSS (the child's own VmHWM) for a sync of 10,000 and of 50,000 folders.
 
+Where the time goes is printed too: the CPU seconds each process spent during the download and
+during each sync (our process, the PostgreSQL server, the sandbox), read from /proc on Linux.
+
 Syncs run in a child process timed as a warm worker (engine already connected; see child_sync).
 
 Targets: sync ≤ 1.5× download; ≥ 10× faster than the naive loop; unchanged re-sync ≤ 1.2× download;
@@ -46,10 +49,60 @@ def child_sync(connection_id: int) -> None:
 
     with get_engine().connect() as connection:
         connection.execute(text("SELECT 1"))
+    cpu_before = own_cpu_seconds()
     started = time.perf_counter()
     result = sync_connection(connection_id, "all", True, None, "manual")
     elapsed = time.perf_counter() - started
-    print(json.dumps({"seconds": elapsed, "peak_rss_kib": peak_rss_kib(), "result": result}))
+    print(json.dumps({"seconds": elapsed, "cpu_seconds": own_cpu_seconds() - cpu_before,
+                      "peak_rss_kib": peak_rss_kib(), "result": result}))
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int, with_reaped_children: bool = False) -> float:
+    """CPU seconds of a live process (Linux /proc), plus its exited children's when asked.
+
+    The PostgreSQL postmaster collects the CPU of every backend that has exited, so its own
+    count with reaped children, plus its live children, is the whole server's CPU.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(postmaster_pid: int) -> float:
+    total = process_cpu_seconds(postmaster_pid, with_reaped_children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster_pid:
+                total += process_cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # a backend that exited meanwhile is counted by the postmaster
+    return total
+
+
+class CpuMeter:
+    """CPU seconds spent by the PostgreSQL server and the sandbox between two readings."""
+
+    def __init__(self, cluster, sandbox):
+        self.postmaster = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+        self.sandbox = sandbox.process.pid
+
+    def read(self) -> dict[str, float]:
+        try:
+            return {"postgres": server_cpu_seconds(self.postmaster), "sandbox": process_cpu_seconds(self.sandbox)}
+        except OSError:  # not Linux: the figures are left out
+            return {}
+
+    @staticmethod
+    def spent(before: dict, after: dict) -> dict[str, float]:
+        return {name: after[name] - before[name] for name in after if name in before}
 
 
 def peak_rss_kib() -> int:
@@ -78,15 +131,17 @@ def run_child_sync(env: dict, connection_id: int) -> dict:
     return data
 
 
-def download_alone(api_url: str, api_key: str) -> tuple[float, int]:
+def download_alone(api_url: str, api_key: str) -> tuple[float, int, float]:
+    """(seconds, folders, CPU seconds of this process) to download every page, storing nothing."""
     from wedof.client import WedofClient
 
+    cpu_before = own_cpu_seconds()
     started = time.perf_counter()
     count = 0
     with WedofClient(api_url, api_key) as client:
         for _page, folders, _total in client.iter_pages(sort="lastUpdate", order="asc", limit=100):
             count += len(folders)
-    return time.perf_counter() - started, count
+    return time.perf_counter() - started, count, own_cpu_seconds() - cpu_before
 
 
 def naive_loop(database_url: str, tenant_id: int, folders: list[dict]) -> float:
@@ -200,10 +255,18 @@ def main() -> None:
             _tenant, connection_id = make_connection(url, sandbox.api_url, sandbox.api_key, "bench")
             dispose_engines()
 
-            download_s, count = download_alone(sandbox.api_url, sandbox.api_key)
-            sync = run_child_sync(env, connection_id)
-            resync = run_child_sync(env, connection_id)
-            download2_s, _ = download_alone(sandbox.api_url, sandbox.api_key)
+            meter = CpuMeter(cluster, sandbox)
+            cpu = {}
+            before = meter.read()
+            download_s, count, download_cpu = download_alone(sandbox.api_url, sandbox.api_key)
+            cpu["download"] = {"ours": download_cpu, **meter.spent(before, meter.read())}
+            runs = {}
+            for name in ("sync", "resync"):  # into the empty database, then the same data again
+                before = meter.read()
+                runs[name] = run_child_sync(env, connection_id)
+                cpu[name] = {"ours": runs[name]["cpu_seconds"], **meter.spent(before, meter.read())}
+            sync, resync = runs["sync"], runs["resync"]
+            download2_s, _, _ = download_alone(sandbox.api_url, sandbox.api_key)
             download_s = min(download_s, download2_s)  # the fairer (warmer) of two downloads
 
             folders = json.loads(requests.get(f"{sandbox.url}/_sandbox/truth", timeout=300).content)
@@ -236,6 +299,9 @@ def main() -> None:
           f"extrapolated per folder to {count})")
     print(f"sync speed-up over naive     {naive_extrapolated / sync_s:8.1f}x  (target >= 10x)")
     print(f"peak RSS sync {count:>6}        {sync['peak_rss_kib'] / 1024:8.1f} MiB")
+    print("CPU seconds spent (2 cores shared by all three):")
+    for name, spent in cpu.items():
+        print(f"  {name:<10} " + "  ".join(f"{who} {seconds:6.2f}" for who, seconds in spent.items()))
     if rss_big is not None:
         ratio = rss_big["peak_rss_kib"] / sync["peak_rss_kib"]
         print(f"peak RSS sync {args.big:>6}        {rss_big['peak_rss_kib'] / 1024:8.1f} MiB   ratio {ratio:4.2f}x "
