@@ -100,7 +100,8 @@ WEDOF_DATES = [
     "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "2024-02-30T00:00:00.000Z",
     "2024-03-15T24:00:00.000Z", "2024-03-15t14:26:51.842Z", "2024-03-15 14:26:51.842Z",
     "2024-03-15T14:26:51,842Z", "2024-03-15T14:26:51.842z", "+024-03-15T14:26:51.842Z",
-    "2024-03-15T14:26:51.8420Z", "2024-03-15T14:26:51.84Z", "2024-03-15T14:26:5a.842Z",
+    "2024-03-15T14:26:51.8420Z", "2024-03-15T14:26:51.84Z", "2024-03-15T14:26:51.8421", "2024-03-15T14:26:51.842+",
+    "2024-03-15T14:26:51.8-01", "2024-03-15T14:26:51.842z", "2024-03-15T14:26:51.84-1Z", "2024-03-15X14:26:51.842Z", "2024-03-15T14:26:5a.842Z",
     "2024-03-15T14:26:51.\x0042Z", "\x002024-03-15T14:26:51.842Z", " 024-03-15T14:26:51.842Z",
     "2024-03-15T14:26:51+01Z", "2024-03-15T14:26:51.+01Z", "2024-03-15T14:26:51.842+00:00",
     "2024-03-15T14:26:51.842+02:00", "2024-03-15T14:26:51", "2024-03-15", "1987-05-14", "2024-W11-5",
@@ -157,6 +158,15 @@ def test_email_agrees(value):
 
 @SETTINGS
 @given(value=any_value)
+@example(value=-0.0)
+@example(value="-0")
+@example(value="-0,0")
+@example(value=100)
+@example(value=100.5)
+@example(value=-3)
+@example(value=" 99,5 ")
+@example(value=True)
+@example(value=2**1100)
 def test_number_and_percent_agree(value):
     assert_same(values.number(value), reference_values.number(value))
     assert_same(values.percent(value), reference_values.percent(value))
@@ -183,11 +193,36 @@ def test_fold_and_storable_agree(value):
     assert_same(values._storable(value), reference_values._storable(value))
 
 
-def test_lower_never_shortens_text():
-    """Why a string longer than every placeholder can skip the placeholder test: lower() never shortens."""
-    shorter = [hex(code) for code in range(sys.maxunicode + 1) if len(chr(code).lower()) < 1]
-    assert shorter == []
-    assert len("ΑΣ".lower()) == 2  # final sigma lower-cases by context, still to one character
+def test_printable_text_holds_nothing_to_drop():
+    """Why printable text skips the NUL and surrogate clean-up: both are unprintable."""
+    assert [code for code in [0, *range(0xD800, 0xE000)] if chr(code).isprintable()] == []
+
+
+def test_placeholder_spellings_are_exactly_what_lower_cases_to_a_placeholder():
+    """Why a set lookup can replace ``lower() in PLACEHOLDERS``.
+
+    Every listed spelling lower-cases to a placeholder, all ASCII case variants are listed, and no
+    non-ASCII character lower-cases to a character a placeholder uses (only the Kelvin sign lower-cases
+    to ASCII at all), so no other text lower-cases to a placeholder.
+    """
+    assert {spelling.lower() for spelling in values._PLACEHOLDER_SPELLINGS} == values.PLACEHOLDERS
+    variants = sum(2 ** sum(ch.isalpha() for ch in word) for word in values.PLACEHOLDERS)
+    assert len(values._PLACEHOLDER_SPELLINGS) == variants
+    used = set("".join(values.PLACEHOLDERS))
+    to_ascii = {
+        chr(code): chr(code).lower()
+        for code in range(128, sys.maxunicode + 1)
+        if chr(code).lower().isascii()
+    }
+    assert not any(set(lowered) & used for lowered in to_ascii.values()), to_ascii
+    assert all(len(spelling) <= values._MAX_PLACEHOLDER_LENGTH for spelling in values._PLACEHOLDER_SPELLINGS)
+
+
+def test_the_dataclasses_have_nothing_their_constructor_would_run():
+    """Why folder._build may fill an instance directly: their constructor only sets the fields."""
+    for cls in (folder.FolderData, folder.AttendeeData, folder.ProgramData):
+        assert not hasattr(cls, "__post_init__"), cls
+        assert cls.__dataclass_params__.frozen, cls
 
 
 # --- whole folders against the reference ----------------------------------------------------------------
@@ -257,6 +292,19 @@ def with_values(base, changes):
 def test_read_folder_agrees_on_hostile_folders(base, changes, kind):
     raw = with_values(base, changes)
     assert_same(outcome(folder.read_folder, raw, kind), outcome(reference_folder.read_folder, raw, kind))
+    assert_same(folder.read_version(raw), reference_folder.read_version(raw))
+
+
+FOLDER_IDS = [
+    "1966755308", 1966755308, 19.0, True, "  42  ", "", " ", "١٢٣", "１２３", "dossier-é", "12 34", "A", "_1", "1:2",
+    "a" * 52, "a" * 53, "1" * 52 + " ", "abc\x00", "\ud800", None, ["1"], {"id": 1}, 10**60, -5, "-5", "x.y_z:1-2",
+]
+
+
+@pytest.mark.parametrize("external_id", FOLDER_IDS, ids=repr)
+def test_read_folder_agrees_on_folder_numbers(external_id):
+    raw = with_values(BASE_FOLDERS[0], [(("externalId",), external_id)])
+    assert_same(outcome(folder.read_folder, raw), outcome(reference_folder.read_folder, raw))
     assert_same(folder.read_version(raw), reference_folder.read_version(raw))
 
 

@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from bdc.models.enums import EnrollmentStatus
 from wedof.mapping import values
@@ -30,6 +31,9 @@ MAX_DESCRIPTION_LENGTH = 4000
 _BILAN_TITLE = re.compile(r"bilans?\s+de\s+competences?")
 # Keys only certification folders have: such a body is not a registration folder.
 _CERTIFICATION_MARKERS = ("certifiedData", "cdcState", "examinationType", "certificateId")
+
+
+_Data = TypeVar("_Data", "AttendeeData", "ProgramData", "FolderData")
 
 
 class FolderRejected(ValueError):
@@ -88,7 +92,7 @@ def read_folder(folder: Any, kind: str = "all") -> FolderData:
     """Clean data for one folder, or :class:`FolderRejected` saying why it cannot be applied."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")  # a caller bug, not bad data
-    if not isinstance(folder, Mapping):
+    if not _is_mapping(folder):
         raise FolderRejected(f"a registration folder is a JSON object, not {type(folder).__name__}")
     external_id = _folder_id(folder.get("externalId"))
     try:
@@ -104,21 +108,22 @@ def read_version(folder: Any) -> tuple[str, datetime | None, str | None] | None:
 
     Enough to tell a folder we already hold at this version; anything else goes to :func:`read_folder`.
     """
-    if not isinstance(folder, Mapping):
+    if not _is_mapping(folder):
         return None
     try:
         external_id = _folder_id(folder.get("externalId"))
         last_update = values.datetime_utc(folder.get("lastUpdate"))
         attendee = folder.get("attendee")
-        email = values.email(attendee.get("email")) if isinstance(attendee, Mapping) else None
+        email = values.email(attendee.get("email")) if _is_mapping(attendee) else None
     except Exception:  # noqa: BLE001 - hostile data: the full reading decides what it is
         return None
     return external_id, last_update, email
 
 
 def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
-    if any(key in folder for key in _CERTIFICATION_MARKERS):
-        raise FolderRejected("a certification folder, not a registration folder", external_id)
+    for key in _CERTIFICATION_MARKERS:
+        if key in folder:
+            raise FolderRejected("a certification folder, not a registration folder", external_id)
     history = _mapping(folder.get("history"))
     state = values.short_text(folder.get("state"), 64)
     attendee = program = None
@@ -127,7 +132,8 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
     if kind in ("all", "formations"):
         program = _program(folder.get("trainingActionInfo"), external_id)
     report_key = REPORT_STATE_DATE_KEYS.get(state or "")
-    return FolderData(
+    return _build(
+        FolderData,
         external_id=external_id,
         last_update=values.datetime_utc(folder.get("lastUpdate")),
         state=state,
@@ -147,23 +153,46 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
     )
 
 
+def _build(cls: type[_Data], **fields: Any) -> _Data:
+    """An instance of one of the frozen dataclasses above, built without its generated ``__init__``.
+
+    That ``__init__`` sets each field through ``object.__setattr__`` (the price of ``frozen``): a
+    tenth of the whole reading. These classes have no ``__post_init__`` and every field is given
+    here, so filling the instance's dict builds the very same object (tests compare it with one
+    built by the constructor).
+    """
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
+
+
 def _folder_id(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise FolderRejected("no externalId: not a registration folder")
+    if type(value) is not str:  # a number, or anything hostile
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise FolderRejected("no externalId: not a registration folder")
     value = value.strip()
-    if len(value) > MAX_FOLDER_ID_LENGTH or not _FOLDER_ID.fullmatch(value):
+    if not value:
+        raise FolderRejected("no externalId: not a registration folder")
+    if len(value) > MAX_FOLDER_ID_LENGTH or not (
+        (value.isascii() and value.isalnum()) or _FOLDER_ID.fullmatch(value)  # a plain number needs no regex
+    ):
         raise FolderRejected(f"externalId {value[:80]!r} is not a folder number")
     return value
 
 
+def _is_mapping(value: Any) -> bool:
+    # JSON objects are dicts: the exact-type test spares the slower ABC check in the common case.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _mapping(value: Any) -> Mapping:
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
 def _attendee(raw: Any, folder_id: str) -> AttendeeData:
-    if not isinstance(raw, Mapping):
+    if not _is_mapping(raw):
         raise FolderRejected("no attendee object", folder_id)
     attendee_id = raw.get("id")
     if isinstance(attendee_id, float) and attendee_id.is_integer():
@@ -173,7 +202,8 @@ def _attendee(raw: Any, folder_id: str) -> AttendeeData:
         raise FolderRejected("the attendee has no usable id", folder_id)
     address = _mapping(raw.get("address"))
     degree = values.number(raw.get("degree"))
-    return AttendeeData(
+    return _build(
+        AttendeeData,
         external_id=attendee_id,
         # Kept exactly as Wedof has them, even where a sample visibly swaps them: Wedof is the truth.
         first_name=values.text(raw.get("firstName"), 200),
@@ -206,11 +236,11 @@ def _street(address: Mapping) -> str | None:
     if road is None:
         return None
     parts = [values.text(address.get("number"), 20), values.text(address.get("roadTypeLabel"), 100), road]
-    return " ".join(part for part in parts if part)[:500]
+    return " ".join(filter(None, parts))[:500]
 
 
 def _program(raw: Any, folder_id: str) -> ProgramData:
-    if not isinstance(raw, Mapping):
+    if not _is_mapping(raw):
         raise FolderRejected("no trainingActionInfo: not a registration folder", folder_id)
     program_id = values.short_text(raw.get("externalId"), MAX_PROGRAM_ID_LENGTH) or values.short_text(
         raw.get("trainingActionId"), MAX_PROGRAM_ID_LENGTH
@@ -220,15 +250,22 @@ def _program(raw: Any, folder_id: str) -> ProgramData:
     title = values.text(raw.get("title"), 500)
     name = title or f"Formation {program_id}"[:500]
     duration = values.number(raw.get("indicativeDuration"))
-    return ProgramData(
+    return _build(
+        ProgramData,
         external_id=program_id,
         name=name,
         description=(
             values.text(raw.get("content"), MAX_DESCRIPTION_LENGTH)
             or values.text(raw.get("trainingGoal"), MAX_DESCRIPTION_LENGTH)
         ),
-        category="bilan_competences" if _BILAN_TITLE.search(values.fold(name)) else "formation",
+        category=_category(name),
         duration_hours=duration if duration is not None and duration >= 0 else None,
         start_date=values.date_only(raw.get("sessionStartDate")),
         end_date=values.date_only(raw.get("sessionEndDate")),
     )
+
+
+@lru_cache(maxsize=1024)
+def _category(name: str) -> str:
+    """The program category a title means (cached: an organism has few titles, repeated in every folder)."""
+    return "bilan_competences" if _BILAN_TITLE.search(values.fold(name)) else "formation"
