@@ -152,6 +152,32 @@ def apply_folder(
     return result
 
 
+@dataclass(frozen=True)
+class FolderReading:
+    """What applying a folder needs from its JSON alone: no database, so any thread can read it."""
+
+    version: tuple[str, datetime | None, str | None] | None  # see read_version
+    data: FolderData | FolderRejected | None  # None: not read yet (done when needed)
+
+
+def read_folders(folders: Sequence[Any], kind: str = "all", *, in_full: bool = True) -> list[FolderReading]:
+    """Read a page ahead of applying it (a sync reads the next page while the database works).
+
+    ``in_full=False`` reads only each folder's version: enough when most folders turn out to be
+    held already (a re-sync), the others being read in full when applied.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    return [FolderReading(read_version(folder), _read(folder, kind) if in_full else None) for folder in folders]
+
+
+def _read(folder: Any, kind: str) -> FolderData | FolderRejected:
+    try:
+        return read_folder(folder, kind)
+    except FolderRejected as rejected:
+        return rejected
+
+
 def apply_folders(
     session: Session,
     tenant_id: int,
@@ -159,6 +185,7 @@ def apply_folders(
     *,
     kind: str = "all",
     trust_last_update: bool = False,
+    readings: Sequence[FolderReading] | None = None,
 ) -> list[ApplyResult | FolderRejected]:
     """Apply a page of folders; each slot holds its result, or the FolderRejected that stopped only it.
 
@@ -167,22 +194,29 @@ def apply_folders(
     copies would have left had they been applied one by one; the older copies are reported ``stale``.
     With ``trust_last_update``, a folder whose every copy has the stored ``lastUpdate`` is
     ``unchanged`` at the cost of one query for the whole page (see the module docstring).
+    ``readings`` (from :func:`read_folders` with the same ``kind``) saves reading the folders here.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if readings is None:
+        readings = read_folders(folders, kind, in_full=not trust_last_update)
+    elif len(readings) != len(folders):
+        raise ValueError(f"{len(readings)} readings for {len(folders)} folders")
     results: list[ApplyResult | FolderRejected | None] = [None] * len(folders)
     if trust_last_update and folders:
         session.flush()  # the caller's pending ORM changes go first, as an ORM query would autoflush them
-        for index, result in _same_version(session, tenant_id, kind, folders).items():
+        versions = [reading.version for reading in readings]
+        for index, result in _same_version(session, tenant_id, kind, versions).items():
             results[index] = result
     readable: list[tuple[int, FolderData]] = []
-    for index, folder in enumerate(folders):
+    for index, reading in enumerate(readings):
         if results[index] is not None:
             continue
-        try:
-            readable.append((index, read_folder(folder, kind)))
-        except FolderRejected as rejected:
-            results[index] = rejected
+        data = reading.data if reading.data is not None else _read(folders[index], kind)
+        if isinstance(data, FolderRejected):
+            results[index] = data
+        else:
+            readable.append((index, data))
     copies: dict[str, list[tuple[int, FolderData]]] = defaultdict(list)
     for index, data in readable:
         copies[data.external_id].append((index, data))
@@ -229,7 +263,7 @@ def _latest(held: date | None, seen: date | None) -> date | None:
 
 
 def _same_version(
-    session: Session, tenant_id: int, kind: str, folders: Sequence[Any]
+    session: Session, tenant_id: int, kind: str, versions: Sequence[tuple[str, datetime | None, str | None] | None]
 ) -> dict[int, ApplyResult]:
     """The page slots holding a folder we already hold at its ``lastUpdate``: ``unchanged``.
 
@@ -240,14 +274,13 @@ def _same_version(
     An attendee whose address was kept aside is unchanged only while another user still holds it.
     """
     slots: dict[str, list[int]] = defaultdict(list)
-    versions: dict[str, set] = defaultdict(set)
-    for index, folder in enumerate(folders):
-        version = read_version(folder)
+    seen: dict[str, set] = defaultdict(set)  # the versions of each folder's copies in the page
+    for index, version in enumerate(versions):
         if version is not None:
             slots[version[0]].append(index)
-            versions[version[0]].add(version[1:])
+            seen[version[0]].add(version[1:])
     held: dict[str, tuple[datetime, str | None]] = {}  # one clean version in every copy
-    for key, found in versions.items():
+    for key, found in seen.items():
         if len(found) == 1:
             last_update, email = found.pop()
             if last_update is not None:

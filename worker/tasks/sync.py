@@ -23,9 +23,10 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery.exceptions import Retry
 from redis.exceptions import LockError, RedisError
@@ -37,6 +38,7 @@ from bdc.models import SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnecti
 from bdc.settings import get_settings
 from wedof.errors import WedofError, WedofRateLimitedError
 from wedof.mapping import FolderRejected, apply_folders
+from wedof.mapping.apply import FolderReading, read_folders
 from wedof.mapping.values import datetime_utc
 from worker.celery_app import app
 from worker.connections import ConnectionNotUsable, client_for, redis_client
@@ -101,11 +103,12 @@ class RunDedupe:
     previous_page: dict[str, datetime | None] = field(default_factory=dict)
     changed_during_run: dict[str, datetime | None] = field(default_factory=dict)
 
-    def filter(self, folders: list[dict]) -> tuple[list[dict], int]:
-        fresh: list[dict] = []
+    def filter(self, folders: list[dict]) -> tuple[list[int], int]:
+        """The positions of the folders to apply, and how many were skipped as already applied."""
+        fresh: list[int] = []
         skipped = 0
         page: dict[str, datetime | None] = {}
-        for folder in folders:
+        for position, folder in enumerate(folders):
             external_id = str(folder.get("externalId")) if isinstance(folder, dict) else None
             last_update = datetime_utc(folder.get("lastUpdate")) if isinstance(folder, dict) else None
             seen = self._seen(external_id)
@@ -114,7 +117,7 @@ class RunDedupe:
             ):
                 skipped += 1
                 continue
-            fresh.append(folder)
+            fresh.append(position)
             if external_id is not None:
                 page[external_id] = last_update
                 if last_update is not None and last_update >= self.recent_after:
@@ -132,16 +135,19 @@ class RunDedupe:
 
 
 class Prefetch:
-    """Iterate ``pages`` with the next item fetched by a background thread, at most ``ahead`` waiting.
+    """Iterate ``pages`` with the next items fetched by a background thread, at most ``ahead`` waiting.
 
-    Memory stays a couple of pages. An error in the fetching thread is raised where the caller
+    ``prepare`` (optional) runs on each item in that thread too, so work that needs no database
+    (reading the folders) is done while the caller waits on the database for the previous page.
+    Memory stays a few pages. An error in the fetching thread is raised where the caller
     iterates; :meth:`close` (the caller is done, or failed) stops the thread after its current fetch.
     """
 
     _DONE = object()
 
-    def __init__(self, pages: Iterable, ahead: int = 1):
+    def __init__(self, pages: Iterable, ahead: int = 1, prepare: Callable[[Any], Any] | None = None):
         self._pages = pages
+        self._prepare = prepare
         self._queue: queue.Queue = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fetch, name="sync-prefetch", daemon=True)
@@ -150,6 +156,8 @@ class Prefetch:
     def _fetch(self) -> None:
         try:
             for item in self._pages:
+                if self._prepare is not None:
+                    item = self._prepare(item)
                 if not self._put((item, None)):
                     return
             self._put((self._DONE, None))
@@ -283,8 +291,8 @@ def _audit_run(run_id: int, action: str, details: dict) -> None:
                      target=("sync_run", run.id), details={"connection_id": run.connection_id, **details})
 
 
-def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], counters: Counters,
-                fetched: int, deduped: int, total: int | None) -> None:
+def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], readings: list[FolderReading],
+                counters: Counters, fetched: int, deduped: int, total: int | None) -> int:
     """Apply one page and, in the same transaction, record the run's counters.
 
     A page that wrote nothing (an unchanged re-sync) records them at most every
@@ -293,7 +301,8 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], cou
     page = Counters(**{**counters.__dict__})
     with session_scope() as session:
         # Wedof moves lastUpdate on every change: a folder we hold at its lastUpdate costs nothing.
-        results = apply_folders(session, tenant_id, folders, kind=kind, trust_last_update=True) if folders else []
+        results = apply_folders(session, tenant_id, folders, kind=kind, trust_last_update=True,
+                                readings=readings) if folders else []
         for folder, result in zip(folders, results, strict=True):
             if isinstance(result, FolderRejected):
                 page.failed += 1
@@ -314,7 +323,9 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], cou
         if wrote or time.monotonic() - counters.recorded_at >= PROGRESS_EVERY:
             page.record(session.get(SyncRun, run_id))
     # Only once committed do the in-memory counters move (a failed commit leaves them as they were).
+    written = page.applied - counters.applied + page.failed - counters.failed
     counters.__dict__.update(page.__dict__)
+    return written
 
 
 def _record_counters(run_id: int, counters: Counters) -> None:
@@ -339,11 +350,25 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
     dedupe = RunDedupe(recent_after=started - OVERLAP)
     pages = client.iter_pages(sort="lastUpdate", order="asc", limit=PAGE_SIZE, **window)
     try:
-        with client, Prefetch(pages, ahead=PREFETCH_PAGES) as prefetched:
-            for _page, folders, total in prefetched:
+        # Folders are read in full ahead, while the database works, as long as pages need them;
+        # when most of a page was already held (a re-sync), only their versions are read ahead.
+        read_in_full = threading.Event()
+        read_in_full.set()
+
+        def read_ahead(item: tuple) -> tuple:
+            number, folders, total = item
+            return number, folders, total, read_folders(folders, args.kind, in_full=read_in_full.is_set())
+
+        with client, Prefetch(pages, ahead=PREFETCH_PAGES, prepare=read_ahead) as prefetched:
+            for _page, folders, total, readings in prefetched:
                 fresh, deduped = dedupe.filter(folders)
-                retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}",
-                                  run_id, tenant_id, args.kind, fresh, counters, len(folders), deduped, total)
+                written = retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}", run_id, tenant_id,
+                                            args.kind, [folders[i] for i in fresh], [readings[i] for i in fresh],
+                                            counters, len(folders), deduped, total)
+                if written * 2 > len(fresh):
+                    read_in_full.set()
+                else:
+                    read_in_full.clear()
                 lock.extend()
                 if task.request.id and not task.request.called_directly:
                     task.update_state(state="PROGRESS", meta=counters.meta(run_id))
