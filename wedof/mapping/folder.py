@@ -33,7 +33,7 @@ _BILAN_TITLE = re.compile(r"bilans?\s+de\s+competences?")
 _CERTIFICATION_MARKERS = ("certifiedData", "cdcState", "examinationType", "certificateId")
 
 
-_Data = TypeVar("_Data", "AttendeeData", "ProgramData", "FolderData")
+_Data = TypeVar("_Data")  # one of the dataclasses below
 
 
 class FolderRejected(ValueError):
@@ -188,7 +188,7 @@ def _is_mapping(value: Any) -> bool:
 
 
 def _mapping(value: Any) -> Mapping:
-    return value if type(value) is dict or isinstance(value, Mapping) else {}
+    return value if _is_mapping(value) else {}
 
 
 def _attendee(raw: Any, folder_id: str) -> AttendeeData:

@@ -177,7 +177,7 @@ def _wedof_datetime(value: Any) -> datetime | None:
     Safe because fromisoformat accepts only ASCII digits between the separators (at 4, 7, 10, 13, 16
     and 19) checked here: such text has nothing to clean, trim or cut, is no placeholder, and
     (Python 3.11+) reads its "Z" as the very UTC the general path gets from "+00:00". An impossible
-    date of that shape (month 13) also goes to the general path, which refuses it.
+    date of that shape (month 13), and the rarer form without milliseconds, go to the general path.
     """
     if (
         type(value) is not str
