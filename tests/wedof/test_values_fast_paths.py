@@ -218,13 +218,6 @@ def test_placeholder_spellings_are_exactly_what_lower_cases_to_a_placeholder():
     assert all(len(spelling) <= values._MAX_PLACEHOLDER_LENGTH for spelling in values._PLACEHOLDER_SPELLINGS)
 
 
-def test_the_dataclasses_have_nothing_their_constructor_would_run():
-    """Why folder._build may fill an instance directly: their constructor only sets the fields."""
-    for cls in (folder.FolderData, folder.AttendeeData, folder.ProgramData):
-        assert not hasattr(cls, "__post_init__"), cls
-        assert cls.__dataclass_params__.frozen, cls
-
-
 # --- whole folders against the reference ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

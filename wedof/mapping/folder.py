@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 from bdc.models.enums import EnrollmentStatus
 from wedof.mapping import values
@@ -31,9 +31,6 @@ MAX_DESCRIPTION_LENGTH = 4000
 _BILAN_TITLE = re.compile(r"bilans?\s+de\s+competences?")
 # Keys only certification folders have: such a body is not a registration folder.
 _CERTIFICATION_MARKERS = ("certifiedData", "cdcState", "examinationType", "certificateId")
-
-
-_Data = TypeVar("_Data")  # one of the dataclasses below
 
 
 class FolderRejected(ValueError):
@@ -132,8 +129,7 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
     if kind in ("all", "formations"):
         program = _program(folder.get("trainingActionInfo"), external_id)
     report_key = REPORT_STATE_DATE_KEYS.get(state or "")
-    return _build(
-        FolderData,
+    return FolderData(
         external_id=external_id,
         last_update=values.datetime_utc(folder.get("lastUpdate")),
         state=state,
@@ -151,19 +147,6 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
         attendee=attendee,
         program=program,
     )
-
-
-def _build(cls: type[_Data], **fields: Any) -> _Data:
-    """An instance of one of the frozen dataclasses above, built without its generated ``__init__``.
-
-    That ``__init__`` sets each field through ``object.__setattr__`` (the price of ``frozen``): a
-    tenth of the whole reading. These classes have no ``__post_init__`` and every field is given
-    here, so filling the instance's dict builds the very same object (tests compare it with one
-    built by the constructor).
-    """
-    instance = object.__new__(cls)
-    instance.__dict__.update(fields)
-    return instance
 
 
 def _folder_id(value: Any) -> str:
@@ -202,8 +185,7 @@ def _attendee(raw: Any, folder_id: str) -> AttendeeData:
         raise FolderRejected("the attendee has no usable id", folder_id)
     address = _mapping(raw.get("address"))
     degree = values.number(raw.get("degree"))
-    return _build(
-        AttendeeData,
+    return AttendeeData(
         external_id=attendee_id,
         # Kept exactly as Wedof has them, even where a sample visibly swaps them: Wedof is the truth.
         first_name=values.text(raw.get("firstName"), 200),
@@ -250,8 +232,7 @@ def _program(raw: Any, folder_id: str) -> ProgramData:
     title = values.text(raw.get("title"), 500)
     name = title or f"Formation {program_id}"[:500]
     duration = values.number(raw.get("indicativeDuration"))
-    return _build(
-        ProgramData,
+    return ProgramData(
         external_id=program_id,
         name=name,
         description=(
