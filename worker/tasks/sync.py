@@ -11,7 +11,12 @@
   every page that wrote something, at least every ``PROGRESS_EVERY`` seconds otherwise, and at the end.
 - A folder Wedof's paging serves twice in one run is applied once (see :class:`RunDedupe`); one bad
   folder is counted and logged and never stops the run.
-- The cursor (max ``lastUpdate`` seen) moves only when a whole ``kind="all"`` run succeeded.
+- Wedof pages by offset: a folder changing during a pass shifts the listing, and the folder that
+  moves up into a page already read would be missed. A pass that saw the listing move (a folder
+  newer than the newest at its start, or a changed ``X-Total-Count``) is followed by another, up to
+  ``MAX_PASSES``; folders already held cost one lookup per page.
+- The cursor (max ``lastUpdate`` seen) moves only when a whole ``kind="all"`` run succeeded and
+  its last pass saw the listing hold still; otherwise the next sync reads the same window again.
 - The next pages are downloaded by a background thread while the current one is applied
   (:class:`Prefetch`, ``PREFETCH_PAGES`` ahead): the download runs while the apply waits on the
   database, so a sync takes about max(download, apply), not their sum.
@@ -61,6 +66,7 @@ PAGE_SIZE = get_settings().sync_page_size
 PREFETCH_PAGES = 3  # pages downloaded ahead while one is applied: a few MiB, whatever the total
 PROGRESS_EVERY = 1.0  # seconds between progress records of pages that changed nothing
 MAX_SYNC_RETRIES = 3
+MAX_PASSES = 3  # reads of a listing that keeps moving under the run (see run_sync)
 APPLIED_OUTCOMES = ("created", "updated")
 FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
 
@@ -333,6 +339,35 @@ def _record_counters(run_id: int, counters: Counters) -> None:
         counters.record(session.get(SyncRun, run_id))
 
 
+def _newest_last_update(client, window: dict) -> datetime | None:
+    """The newest ``lastUpdate`` in the window now; a folder beyond it later changed (or appeared)."""
+    for _page, folders, _total in client.iter_pages(sort="lastUpdate", order="desc", limit=1, **window):
+        newest = folders[0] if folders else None
+        return datetime_utc(newest.get("lastUpdate")) if isinstance(newest, dict) else None
+    return None
+
+
+@dataclass
+class Pass:
+    """One read of the whole listing, and what shows it moved while being read."""
+
+    newest_at_start: datetime | None
+    totals: set = field(default_factory=set)  # X-Total-Count of every page
+    changed_since_start: int = 0  # folders newer than the newest at start: changed during the pass
+
+    def note_page(self, folders: list, total: int | None) -> None:
+        self.totals.add(total)
+        for folder in folders:
+            last_update = datetime_utc(folder.get("lastUpdate")) if isinstance(folder, dict) else None
+            if last_update is not None and (self.newest_at_start is None or last_update > self.newest_at_start):
+                self.changed_since_start += 1
+
+    @property
+    def moved(self) -> bool:
+        """Did the listing shift under the pass? Paging by offset may then have stepped over a folder."""
+        return self.changed_since_start > 0 or len(self.totals) > 1
+
+
 def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime | None, lock: SyncLock) -> dict:
     started = utcnow()
     incremental = not args.full and cursor is not None
@@ -348,36 +383,26 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
         client = client_for(connection)
     counters = Counters()
     dedupe = RunDedupe(recent_after=started - OVERLAP)
-    pages = client.iter_pages(sort="lastUpdate", order="asc", limit=PAGE_SIZE, **window)
+    passes: list[Pass] = []
     try:
-        # Folders are read in full ahead, while the database works, as long as pages need them;
-        # when most of a page was already held (a re-sync), only their versions are read ahead.
-        read_in_full = threading.Event()
-        read_in_full.set()
-
-        def read_ahead(item: tuple) -> tuple:
-            number, folders, total = item
-            return number, folders, total, read_folders(folders, args.kind, in_full=read_in_full.is_set())
-
-        with client, Prefetch(pages, ahead=PREFETCH_PAGES, prepare=read_ahead) as prefetched:
-            for _page, folders, total, readings in prefetched:
-                fresh, deduped = dedupe.filter(folders)
-                written = retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}", run_id, tenant_id,
-                                            args.kind, [folders[i] for i in fresh], [readings[i] for i in fresh],
-                                            counters, len(folders), deduped, total)
-                if written * 2 > len(fresh):
-                    read_in_full.set()
-                else:
-                    read_in_full.clear()
-                lock.extend()
-                if task.request.id and not task.request.called_directly:
-                    task.update_state(state="PROGRESS", meta=counters.meta(run_id))
+        with client:
+            # Wedof pages by offset: a folder that changes during a pass leaves its place (to the end
+            # of the listing, or out of the window), the folders behind it move up one place, and
+            # one of them may fall into a page already read. A pass during which nothing moved has
+            # seen every folder; otherwise the listing is read again (what is held costs little).
+            while not passes or (passes[-1].moved and len(passes) < MAX_PASSES):
+                passes.append(Pass(_newest_last_update(client, window)))
+                _read_listing(task, args, run_id, tenant_id, client, window, passes[-1], dedupe, counters, lock)
     except Exception:
         try:
             _record_counters(run_id, counters)  # what was done before the failure, for the admin to see
         except Exception as bookkeeping:  # the database may be what failed; the run's own error matters
             log.warning("sync run %s: counters not recorded (%s)", run_id, type(bookkeeping).__name__)
         raise
+    settled = not passes[-1].moved
+    if not settled:
+        log.warning("sync run %s: the listing still moved during pass %s; the cursor stays, so the next "
+                    "sync reads this window again", run_id, len(passes))
     finished = utcnow()
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
@@ -385,16 +410,46 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
         run.status, run.finished_at = SyncStatus.SUCCEEDED, finished
         connection = session.get(WedofConnection, args.connection_id)
         connection.last_sync_at = finished
-        if args.kind == SyncKind.ALL.value and counters.max_last_update is not None:
+        if settled and args.kind == SyncKind.ALL.value and counters.max_last_update is not None:
             if connection.sync_cursor is None or counters.max_last_update > connection.sync_cursor:
                 connection.sync_cursor = counters.max_last_update
         run.cursor_to = connection.sync_cursor
         record_audit(session, actor="worker", action="sync.succeeded", tenant_id=tenant_id,
                      target=("sync_run", run_id),
                      details={"connection_id": args.connection_id, "kind": args.kind, "full": args.full,
-                              "trigger": args.trigger, **counters.meta(run_id)})
-    log.info("sync run %s done: %s", run_id, counters.meta(run_id))
-    return {"status": "succeeded", **counters.meta(run_id)}
+                              "trigger": args.trigger, "passes": len(passes), "settled": settled,
+                              **counters.meta(run_id)})
+    log.info("sync run %s done in %s pass(es): %s", run_id, len(passes), counters.meta(run_id))
+    return {"status": "succeeded", "passes": len(passes), "settled": settled, **counters.meta(run_id)}
+
+
+def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, window: dict, this_pass: Pass,
+                  dedupe: RunDedupe, counters: Counters, lock: SyncLock) -> None:
+    """Page through the window once, applying each page in its own transaction."""
+    pages = client.iter_pages(sort="lastUpdate", order="asc", limit=PAGE_SIZE, **window)
+    # Folders are read in full ahead, while the database works, as long as pages need them;
+    # when most of a page was already held (a re-sync), only their versions are read ahead.
+    read_in_full = threading.Event()
+    read_in_full.set()
+
+    def read_ahead(item: tuple) -> tuple:
+        number, folders, total = item
+        return number, folders, total, read_folders(folders, args.kind, in_full=read_in_full.is_set())
+
+    with Prefetch(pages, ahead=PREFETCH_PAGES, prepare=read_ahead) as prefetched:
+        for _page, folders, total, readings in prefetched:
+            this_pass.note_page(folders, total)
+            fresh, deduped = dedupe.filter(folders)
+            written = retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}", run_id, tenant_id,
+                                        args.kind, [folders[i] for i in fresh], [readings[i] for i in fresh],
+                                        counters, len(folders), deduped, total)
+            if written * 2 > len(fresh):
+                read_in_full.set()
+            else:
+                read_in_full.clear()
+            lock.extend()
+            if task.request.id and not task.request.called_directly:
+                task.update_state(state="PROGRESS", meta=counters.meta(run_id))
 
 
 @app.task(bind=True, name=SYNC_CONNECTION, ignore_result=False, max_retries=MAX_SYNC_RETRIES)
