@@ -21,7 +21,18 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, insert, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Date,
+    DateTime,
+    Table,
+    TypeDecorator,
+    any_,
+    bindparam,
+    insert,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -33,16 +44,14 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Row], now: dateti
     """Insert ``rows`` (column -> value) with created_at/updated_at = ``now``; their new ids, in order."""
     if not rows:
         return []
-    columns = [*rows[0].keys(), "created_at", "updated_at"]
-    stamped = [{**row, "created_at": now, "updated_at": now} for row in rows]
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        stamped = [{**row, "created_at": now, "updated_at": now} for row in rows]
         return list(session.execute(statement, stamped).scalars())
-    for number, row in enumerate(stamped):
-        row["row_number"] = number
-    sql = _insert_sql(dialect, table, tuple(columns))
-    result = session.connection().exec_driver_sql(sql, {"rows": _rows_json(dialect, table, columns, stamped)})
+    columns = tuple(rows[0].keys())
+    params = {"rows": _rows_json(dialect, table, columns, rows), "now": _stamp(dialect, table, now)}
+    result = session.connection().exec_driver_sql(_insert_sql(dialect, table, columns), params)
     # The ids come from the table's sequence, drawn row by row in the ORDER BY order, so sorted
     # ids line up with the rows (the same guarantee SQLAlchemy's own ordered bulk INSERT relies on).
     return sorted(row_id for (row_id,) in result)
@@ -64,10 +73,8 @@ def update_rows(session: Session, table: Table, fields: Sequence[str], rows: Seq
             [{"row_id": row["id"], "new_updated_at": now, **{f"new_{n}": row[n] for n in fields}} for row in rows],
         )
         return
-    columns = ["id", *fields, "updated_at"]
-    stamped = [{**row, "updated_at": now} for row in rows]
-    sql = _update_sql(dialect, table, tuple(fields))
-    session.connection().exec_driver_sql(sql, {"rows": _rows_json(dialect, table, columns, stamped)})
+    params = {"rows": _rows_json(dialect, table, ("id", *fields), rows), "now": _stamp(dialect, table, now)}
+    session.connection().exec_driver_sql(_update_sql(dialect, table, tuple(fields)), params)
 
 
 def among(session: Session, column: ColumnElement, keys: Iterable[Any]) -> ColumnElement[bool]:
@@ -79,29 +86,41 @@ def among(session: Session, column: ColumnElement, keys: Iterable[Any]) -> Colum
     return column == any_(bindparam(None, keys, type_=ARRAY(column.type)))
 
 
+def _stamp(dialect: Dialect, table: Table, now: datetime) -> Any:
+    """``now`` for created_at / updated_at, one parameter for every row (through the column's type)."""
+    process = table.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return now if process is None else process(now)
+
+
 def _rows_json(dialect: Dialect, table: Table, columns: Sequence[str], rows: Sequence[Row]) -> str:
-    """The rows as one JSON array, each value bind-processed as its column type would for one row."""
-    processors = [(name, _processor(dialect, table, name)) for name in columns]
-    processors = [(name, process) for name, process in processors if process is not None]
-    if processors:
-        rows = [{**row, **{name: process(row[name]) for name, process in processors}} for row in rows]
-    return json.dumps(rows, default=_json_scalar, separators=(",", ":"))
-
-
-def _json_scalar(value: Any) -> Any:
-    """Dates and datetimes as ISO text: PostgreSQL reads them back into DATE / TIMESTAMPTZ exactly."""
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not storable as JSON")
+    """The rows as one JSON array, each value as its column type stores it (see :func:`_to_json`)."""
+    converters = [(name, _to_json(dialect, table, name)) for name in columns]
+    encoded = [
+        {name: row[name] if convert is None else convert(row[name]) for name, convert in converters}
+        for row in rows
+    ]
+    return json.dumps(encoded, separators=(",", ":"))
 
 
 @cache
-def _processor(dialect: Dialect, table: Table, name: str) -> Callable[[Any], Any] | None:
-    """The column type's bind processing (enums to text, UTC checks), except JSON: sent as itself."""
+def _to_json(dialect: Dialect, table: Table, name: str) -> Callable[[Any], Any] | None:
+    """How a column's value travels in the JSON text: what the column type's own bind processing
+    makes of it (enum values, the UTC check), dates and datetimes then as ISO text, which
+    PostgreSQL reads back into DATE / TIMESTAMPTZ exactly. JSON values travel as themselves."""
     column_type = table.c[name].type
     if isinstance(column_type, JSON):
         return None
-    return column_type.dialect_impl(dialect).bind_processor(dialect)
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
+    stored_as = column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
+    if isinstance(stored_as, Date | DateTime):
+        if process is None:
+            return _iso
+        return lambda value: None if value is None else _iso(process(value))
+    return process
+
+
+def _iso(value: date | datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 @cache
@@ -115,20 +134,19 @@ def _record_columns(dialect: Dialect, table: Table, columns: tuple[str, ...]) ->
 def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
     names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
     return (
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
-        f"SELECT {names} FROM json_to_recordset(%(rows)s::json) "
-        f"AS v({_record_columns(dialect, table, columns)}, row_number integer) "
-        f"ORDER BY row_number RETURNING id"
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}, created_at, updated_at) "
+        f"SELECT {names}, %(now)s, %(now)s "
+        f"FROM ROWS FROM (json_to_recordset(%(rows)s::json) AS ({_record_columns(dialect, table, columns)})) "
+        f"WITH ORDINALITY AS v({names}, row_number) ORDER BY row_number RETURNING id"
     )
 
 
 @cache
 def _update_sql(dialect: Dialect, table: Table, fields: tuple[str, ...]) -> str:
     quote = dialect.identifier_preparer.quote
-    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in (*fields, "updated_at"))
+    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in fields)
     return (
-        f"UPDATE {dialect.identifier_preparer.format_table(table)} AS t SET {assignments} "
-        f"FROM json_to_recordset(%(rows)s::json) "
-        f"AS v({_record_columns(dialect, table, ('id', *fields, 'updated_at'))}) "
+        f"UPDATE {dialect.identifier_preparer.format_table(table)} AS t SET {assignments}, updated_at = %(now)s "
+        f"FROM json_to_recordset(%(rows)s::json) AS v({_record_columns(dialect, table, ('id', *fields))}) "
         f"WHERE t.id = v.id"
     )
