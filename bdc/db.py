@@ -36,15 +36,28 @@ def create_db_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)  # survive a database restart without a failed request
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    # Planner settings for an OLTP service whose tables live in memory, sent once per connection:
-    # - psycopg prepares a statement run five times, and PostgreSQL may then keep a generic plan
-    #   made while the tables were nearly empty (sequential scans slowing every later page of a
-    #   first sync). Our statements are small and cheap to plan: plan for the data as it is.
-    # - random_page_cost 1.1 instead of the spinning-disk default 4: with it, 100 index probes by
-    #   external id cost ~0.8 ms where the scan of a 10,000-row table it preferred cost ~3.6 ms.
-    planner = "-c plan_cache_mode=force_custom_plan -c random_page_cost=1.1"
-    kwargs.setdefault("connect_args", {"connect_timeout": 5, "options": planner})
-    return create_engine(url, **kwargs)
+    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _postgres_planner)
+    return engine
+
+
+def _postgres_planner(dbapi_connection, _record) -> None:
+    """Planner settings for an OLTP service whose tables live in memory, once per new connection.
+
+    - psycopg prepares a statement run five times, and PostgreSQL may then keep a generic plan
+      made while the tables were nearly empty (sequential scans slowing every later page of a
+      first sync). Our statements are small and cheap to plan: plan for the data as it is.
+    - random_page_cost 1.1 instead of the spinning-disk default 4: with it, 100 index probes by
+      external id cost ~0.8 ms where the scan of a 10,000-row table it preferred cost ~3.6 ms.
+
+    Sent as SET rather than as startup options, which connection poolers such as PgBouncer refuse.
+    """
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_custom_plan; SET random_page_cost = 1.1")
+    dbapi_connection.autocommit = autocommit
 
 
 def get_engine(url: str | None = None) -> Engine:
