@@ -162,5 +162,7 @@ def test_among_matches_exactly_the_given_keys(session, keys):
          "description": None, "category": None, "duration_hours": None, "start_date": None, "end_date": None}
         for key in stored
     ], NOW)
-    found = session.scalars(select(Program.external_id).where(bulk.among(session, Program.external_id, keys)))
+    dialect = session.get_bind().dialect.name
+    query = select(Program.external_id).where(bulk.among(dialect, Program.external_id, "keys"))
+    found = session.scalars(query, {"keys": sorted(set(keys))})
     assert sorted(found) == sorted(set(keys) & set(stored))

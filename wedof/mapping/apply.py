@@ -42,9 +42,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from bdc.models import (
@@ -287,15 +288,8 @@ def _same_version(
                 held[key] = (last_update, email)
     if not held:
         return {}
-    holders = USERS.alias("holder")  # whoever holds the address an attendee's user could not take
-    e, b, holder = ENROLLMENTS.c, BENEFICIARIES.c, holders.c
-    kept_aside = b.custom_fields[EMAIL_OVERFLOW_KEY].as_string()
-    rows = session.execute(
-        select(e.external_id, e.id, e.beneficiary_id, e.program_id, e.wedof_last_update, kept_aside, holder.id)
-        .join_from(ENROLLMENTS, BENEFICIARIES, b.id == e.beneficiary_id)
-        .outerjoin(holders, holder.email == kept_aside)
-        .where(e.tenant_id == tenant_id, bulk.among(session, e.external_id, held))
-    )
+    query = _same_version_query(session.get_bind().dialect.name)
+    rows = session.execute(query, {"tenant_id": tenant_id, "keys": sorted(held)}).all()
     same: dict[str, ApplyResult] = {}
     for external_id, enrollment_id, beneficiary_id, program_id, last_update, overflow, holder_id in rows:
         if last_update != held[external_id][0]:
@@ -318,6 +312,65 @@ def _same_version(
                 external_id, STALE, result.enrollment_id, result.beneficiary_id, result.program_id
             )
     return results
+
+
+@cache
+def _same_version_query(dialect_name: str) -> Select:
+    """Each folder's stored enrollment version, and who holds the address its attendee kept aside.
+
+    Built once per dialect (the keys are a parameter): it runs for every page of every sync.
+    """
+    holders = USERS.alias("holder")  # whoever holds the address an attendee's user could not take
+    e, b, holder = ENROLLMENTS.c, BENEFICIARIES.c, holders.c
+    kept_aside = b.custom_fields[EMAIL_OVERFLOW_KEY].as_string()
+    return (
+        select(e.external_id, e.id, e.beneficiary_id, e.program_id, e.wedof_last_update, kept_aside, holder.id)
+        .join_from(ENROLLMENTS, BENEFICIARIES, b.id == e.beneficiary_id)
+        .outerjoin(holders, holder.email == kept_aside)
+        .where(e.tenant_id == bindparam("tenant_id"), bulk.among(dialect_name, e.external_id, "keys"))
+    )
+
+
+@dataclass(frozen=True)
+class _Lookups:
+    """What a page loads, one query per table, built once per dialect (keys are parameters)."""
+
+    attendees: Select  # beneficiaries with their user, by attendee id
+    email_holders: Select  # users holding the addresses the page's attendees want
+    programs: Select
+    enrollments: Select  # the page's folders and every enrollment of its attendees, locked
+    evaluations: Select
+    documents: Select
+
+
+@cache
+def _lookups(dialect_name: str) -> _Lookups:
+    def among(column, name: str = "keys"):
+        return bulk.among(dialect_name, column, name)
+
+    tenant = bindparam("tenant_id")
+    b, u, p, e, v, d = (table.c for table in (BENEFICIARIES, USERS, PROGRAMS, ENROLLMENTS, EVALUATIONS, DOCUMENTS))
+    return _Lookups(
+        attendees=select(b.id, b.user_id, b.external_id, *(b[n] for n in BENEFICIARY_FIELDS))
+        .add_columns(*(u[n] for n in USER_FIELDS))
+        .join_from(BENEFICIARIES, USERS, b.user_id == u.id)
+        .where(b.tenant_id == tenant, among(b.external_id)),
+        email_holders=select(u.id, *(u[n] for n in USER_FIELDS)).where(among(u.email)),
+        programs=select(p.id, p.external_id, *(p[n] for n in PROGRAM_FIELDS)).where(
+            p.tenant_id == tenant, among(p.external_id)
+        ),
+        # FOR UPDATE (PostgreSQL; SQLite serializes writers itself): the stale check compares
+        # against these rows, so a concurrent apply of another version of the folder must wait for
+        # our commit and then read it, or an older version committed last would overwrite a newer one.
+        enrollments=select(e.id, e.external_id, *(e[n] for n in ENROLLMENT_FIELDS))
+        .where(e.tenant_id == tenant, or_(among(e.external_id), among(e.beneficiary_id, "beneficiary_ids")))
+        .order_by(e.id)
+        .with_for_update(),
+        evaluations=select(v.id, v.external_id, *(v[n] for n in EVALUATION_FIELDS)).where(
+            v.tenant_id == tenant, among(v.external_id)
+        ),
+        documents=select(d.external_id).where(d.tenant_id == tenant, among(d.external_id)),
+    )
 
 
 def _expire_mapped_objects(session: Session) -> None:
@@ -403,6 +456,7 @@ class _Page:
         self.kind = kind
         self.plans = plans
         self.folders = [plan.data for plan in plans]
+        self.folder_ids = {data.external_id for data in self.folders}
         self.now = utcnow()
         self.beneficiaries: dict[str, Row] = {}
         self.users: dict[str, Row] = {}  # by attendee id
@@ -431,18 +485,13 @@ class _Page:
 
     def _load(self) -> None:
         session, tenant = self.session, self.tenant_id
-        folder_ids = {data.external_id for data in self.folders}
+        lookups = _lookups(session.get_bind().dialect.name)
+        folder_ids = sorted(self.folder_ids)
         attendees = [data.attendee for data in self.folders if data.attendee is not None]
         programs = [data.program for data in self.folders if data.program is not None]
         if attendees:
-            b, u = BENEFICIARIES.c, USERS.c
-            rows = session.execute(
-                select(b.id, b.user_id, b.external_id, *(b[n] for n in BENEFICIARY_FIELDS))
-                .add_columns(*(u[n] for n in USER_FIELDS))
-                .join_from(BENEFICIARIES, USERS, b.user_id == u.id)
-                .where(b.tenant_id == tenant, bulk.among(session, b.external_id, (a.external_id for a in attendees)))
-            )
-            for row in rows:
+            keys = sorted({a.external_id for a in attendees})
+            for row in session.execute(lookups.attendees, {"tenant_id": tenant, "keys": keys}).all():
                 beneficiary = row._asdict()  # the two column sets share no name
                 user = {"id": beneficiary["user_id"], **{n: beneficiary.pop(n) for n in USER_FIELDS}}
                 self.beneficiaries[beneficiary["external_id"]] = beneficiary
@@ -450,51 +499,25 @@ class _Page:
                 self.users[beneficiary["external_id"]] = user
             emails = sorted({a.email for a in attendees if a.email} - set(self.email_holders))
             if emails:
-                for row in session.execute(
-                    select(u.id, *(u[n] for n in USER_FIELDS)).where(bulk.among(session, u.email, emails))
-                ):
+                for row in session.execute(lookups.email_holders, {"keys": emails}).all():
                     self._hold(row._asdict())
         if programs:
-            p = PROGRAMS.c
-            for row in session.execute(
-                select(p.id, p.external_id, *(p[n] for n in PROGRAM_FIELDS)).where(
-                    p.tenant_id == tenant, bulk.among(session, p.external_id, (g.external_id for g in programs))
-                )
-            ):
+            keys = sorted({g.external_id for g in programs})
+            for row in session.execute(lookups.programs, {"tenant_id": tenant, "keys": keys}).all():
                 self.programs[row.external_id] = row._asdict()
-        e = ENROLLMENTS.c
-        beneficiary_ids = [row["id"] for row in self.beneficiaries.values()]
-        wanted = bulk.among(session, e.external_id, folder_ids)
-        if beneficiary_ids:
-            wanted = or_(wanted, bulk.among(session, e.beneficiary_id, beneficiary_ids))
-        # FOR UPDATE (PostgreSQL; SQLite serializes writers itself): the stale check below compares
-        # against these rows, so a concurrent apply of another version of the folder must wait for
-        # our commit and then read it, or an older version committed last would overwrite a newer one.
-        locked = (
-            select(e.id, e.external_id, *(e[n] for n in ENROLLMENT_FIELDS))
-            .where(e.tenant_id == tenant, wanted)
-            .order_by(e.id)
-            .with_for_update()
-        )
-        for row in session.execute(locked):
+        beneficiary_ids = sorted(row["id"] for row in self.beneficiaries.values())
+        params = {"tenant_id": tenant, "keys": folder_ids, "beneficiary_ids": beneficiary_ids}
+        for row in session.execute(lookups.enrollments, params).all():
             enrollment = row._asdict()
-            if enrollment["external_id"] in folder_ids:
+            if enrollment["external_id"] in self.folder_ids:
                 self.enrollments[enrollment["external_id"]] = enrollment
             self.beneficiary_enrollments.append(enrollment)
         if self.kind == "all":
-            v = EVALUATIONS.c
-            keys = sorted(completion_evaluation_key(i) for i in folder_ids)
-            for row in session.execute(
-                select(v.id, v.external_id, *(v[n] for n in EVALUATION_FIELDS)).where(
-                    v.tenant_id == tenant, bulk.among(session, v.external_id, keys)
-                )
-            ):
+            keys = [completion_evaluation_key(i) for i in folder_ids]
+            for row in session.execute(lookups.evaluations, {"tenant_id": tenant, "keys": keys}).all():
                 self.evaluations[row.external_id] = row._asdict()
-            d = DOCUMENTS.c
-            keys = sorted(bilan_report_key(i) for i in folder_ids)
-            self.documents = set(
-                session.scalars(select(d.external_id).where(d.tenant_id == tenant, bulk.among(session, d.external_id, keys)))
-            )
+            keys = [bilan_report_key(i) for i in folder_ids]
+            self.documents = set(session.scalars(lookups.documents, {"tenant_id": tenant, "keys": keys}))
 
     def _hold(self, user: Row) -> None:
         """Note a loaded user and the address it holds in the database."""

@@ -16,7 +16,7 @@ paths store exactly what the ORM would.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -77,13 +77,15 @@ def update_rows(session: Session, table: Table, fields: Sequence[str], rows: Seq
     session.connection().exec_driver_sql(_update_sql(dialect, table, tuple(fields)), params)
 
 
-def among(session: Session, column: ColumnElement, keys: Iterable[Any]) -> ColumnElement[bool]:
-    """``column IN keys``; on PostgreSQL as ``= ANY(one array)``, so the statement text is the same
-    for any number of keys (converted and prepared once, not rebuilt per page size)."""
-    keys = sorted(set(keys))
-    if session.get_bind().dialect.name != "postgresql":
-        return column.in_(keys)
-    return column == any_(bindparam(None, keys, type_=ARRAY(column.type)))
+def among(dialect_name: str, column: ColumnElement, name: str) -> ColumnElement[bool]:
+    """``column IN <the keys given as parameter name>``, for a statement built once and run per page.
+
+    On PostgreSQL ``= ANY(one array)``: the statement text is the same for any number of keys
+    (converted and prepared once); elsewhere an expanding ``IN``.
+    """
+    if dialect_name != "postgresql":
+        return column.in_(bindparam(name, expanding=True))
+    return column == any_(bindparam(name, type_=ARRAY(column.type)))
 
 
 def _stamp(dialect: Dialect, table: Table, now: datetime) -> Any:
