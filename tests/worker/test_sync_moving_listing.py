@@ -1,11 +1,13 @@
 """A folder that changes while a sync pages through Wedof's listing makes no other folder go missing.
 
-Wedof pages by offset over a listing sorted by ``lastUpdate``. When a folder already read changes,
-it moves to the end, every folder behind it moves up one place, and the first folder of the next
-page slips into the page just read: one pass misses it. The sync reads the listing again when it
-moved under a pass. These tests change a folder at exactly that moment, through the sandbox's real
-HTTP control API, while a real sync (in this process, against the sandbox over HTTP and the
-module's PostgreSQL and Redis) pages through it.
+Wedof pages by offset over a listing sorted by ``lastUpdate``. Read oldest first, a folder that
+changes moves to the end, every folder behind it moves up one place, and the first folder of the
+next page slips into the page just read: that folder is missed, and no later incremental sync
+(which reads only what is newer than the cursor) would ever read it. The sync reads newest first:
+the changed folder moves to the front, already read; the others only move back one place and come
+again, once, at the top of the next page. These tests change folders at exactly that moment,
+through the sandbox's real HTTP control API, while a real sync (in this process, against the
+sandbox over HTTP and the module's PostgreSQL and Redis) pages through the listing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bdc.models import Enrollment, WedofConnection
 from tests.support.sandbox import running_sandbox
 from tests.worker.helpers import make_connection, truth_mismatches
 from wedof.client import WedofClient
+from wedof.mapping.values import datetime_utc
 from worker.tasks import sync as sync_module
 
 FOLDERS = 250  # three pages of 100
@@ -36,29 +39,33 @@ def truth(sandbox) -> list[dict]:
     return json.loads(requests.get(f"{sandbox.url}/_sandbox/truth", timeout=60).content)
 
 
+def by_age(sandbox) -> list[str]:
+    """The folder numbers, oldest ``lastUpdate`` first."""
+    return [f["externalId"] for f in sorted(truth(sandbox), key=lambda f: f["lastUpdate"])]
+
+
 @pytest.fixture
-def change_first_folder_after_page_one(monkeypatch, sandbox):
-    """Once, right after the first ascending page is read: change the oldest folder at Wedof."""
+def change_after_page_one(monkeypatch, sandbox):
+    """Right after the sync reads its first page, change folders at Wedof (which ones: the test's)."""
     original = WedofClient.iter_pages
-    changed: list[str] = []
+    plan: dict[str, list[str]] = {"change": [], "changed": []}
 
     def iter_pages(self, **params):
-        pages = original(self, **params)
-        for page in pages:
+        for page in original(self, **params):
             yield page
-            number, folders, _total = page
-            if params.get("order") == "asc" and number == 1 and not changed:
-                oldest = folders[0]["externalId"]
-                sandbox.control("PUT", f"/folders/{oldest}", json={"completionRate": 42})
-                changed.append(oldest)
+            if page[0] == 1 and not plan["changed"]:
+                for external_id in plan["change"]:
+                    sandbox.control("PUT", f"/folders/{external_id}", json={"completionRate": 42})
+                    plan["changed"].append(external_id)
 
     monkeypatch.setattr(WedofClient, "iter_pages", iter_pages)
-    return changed
+    return plan
 
 
-def stored_folder_ids(tenant_id: int) -> set[str]:
+def stored(tenant_id: int) -> dict[str, object]:
     with session_scope() as session:
-        return set(session.scalars(select(Enrollment.external_id).where(Enrollment.tenant_id == tenant_id)))
+        return dict(session.execute(select(Enrollment.external_id, Enrollment.wedof_last_update)
+                                    .where(Enrollment.tenant_id == tenant_id)).all())
 
 
 def cursor_of(connection_id: int):
@@ -66,48 +73,67 @@ def cursor_of(connection_id: int):
         return session.get(WedofConnection, connection_id).sync_cursor
 
 
-def test_one_pass_over_a_moving_listing_misses_a_folder_and_keeps_the_cursor(
-    stack_env, sandbox, change_first_folder_after_page_one, monkeypatch
-):
-    """What the second pass is for: with a single pass, the folder that slipped is missing."""
+def fresh(sandbox) -> tuple[int, int]:
     sandbox.control("POST", "/reset", json={"folders": FOLDERS, "seed": 11})
-    monkeypatch.setattr(sync_module, "MAX_PASSES", 1)
-    tenant_id, connection_id = make_connection(sandbox.api_url, sandbox.api_key)
+    return make_connection(sandbox.api_url, sandbox.api_key)
+
+
+def test_oldest_first_paging_misses_a_folder_when_one_changes(stack_env, sandbox, change_after_page_one,
+                                                              monkeypatch):
+    """Why the sync reads newest first: the same change, read oldest first, loses a folder."""
+    tenant_id, connection_id = fresh(sandbox)
+    change_after_page_one["change"] = by_age(sandbox)[:1]  # a folder of page one, read oldest first
+    original = WedofClient.iter_pages
+    monkeypatch.setattr(WedofClient, "iter_pages",
+                        lambda self, **params: original(self, **{**params, "order": "asc"}))
     result = sync_module.sync_connection(connection_id, "all", True, None, "manual")
-    assert result["status"] == "succeeded" and change_first_folder_after_page_one
-    assert (result["passes"], result["settled"]) == (1, False)
-    missing = {folder["externalId"] for folder in truth(sandbox)} - stored_folder_ids(tenant_id)
+    assert result["status"] == "succeeded" and change_after_page_one["changed"]
+    missing = {f["externalId"] for f in truth(sandbox)} - set(stored(tenant_id))
     assert len(missing) == 1  # the folder that moved up into page one after it was read
-    # The run cannot vouch for its window: the cursor does not move, the next sync reads it again.
-    assert cursor_of(connection_id) is None
 
 
-def test_the_listing_is_read_again_until_it_holds_still(stack_env, sandbox, change_first_folder_after_page_one):
-    sandbox.control("POST", "/reset", json={"folders": FOLDERS, "seed": 11})
-    tenant_id, connection_id = make_connection(sandbox.api_url, sandbox.api_key)
-    result = sync_module.sync_connection(connection_id, "all", True, None, "manual")
-    assert result["status"] == "succeeded" and change_first_folder_after_page_one
-    assert (result["passes"], result["settled"]) == (2, True)
-    assert result["applied"] == FOLDERS + 1  # each folder once, the changed one again with its change
-    assert truth_mismatches(tenant_id, truth(sandbox), complete=True) == []
-    assert cursor_of(connection_id) is not None
-
-
-def test_an_incremental_sync_reads_its_window_again_when_a_folder_leaves_it(
-    stack_env, sandbox, change_first_folder_after_page_one
+@pytest.mark.parametrize("which", ["oldest", "on page one", "three of every age"])
+def test_no_folder_is_missed_and_the_changed_ones_come_with_the_next_sync(
+    stack_env, sandbox, change_after_page_one, which
 ):
-    """In a window [since, until], a changed folder leaves it (its lastUpdate passes ``until``):
-    the total drops, which shows the move as well."""
-    sandbox.control("POST", "/reset", json={"folders": FOLDERS, "seed": 11})
-    tenant_id, connection_id = make_connection(sandbox.api_url, sandbox.api_key)
-    with session_scope() as session:  # a cursor older than every folder: the window holds them all
-        oldest = min(folder["lastUpdate"] for folder in truth(sandbox))
-        from wedof.mapping.values import datetime_utc
+    tenant_id, connection_id = fresh(sandbox)
+    ages = by_age(sandbox)
+    change_after_page_one["change"] = {
+        "oldest": ages[:1],  # not read yet: it moves to the front, ahead of what is left to read
+        "on page one": ages[-1:],  # already read: it moves to the front again
+        "three of every age": [ages[0], ages[len(ages) // 2], ages[-5]],
+    }[which]
+    result = sync_module.sync_connection(connection_id, "all", True, None, "manual")
+    assert result["status"] == "succeeded" and result["failed"] == 0
+    changed = set(change_after_page_one["changed"])
+    now_held = stored(tenant_id)
+    truth_now = {f["externalId"]: f for f in truth(sandbox)}
+    # Every folder that did not change is held at its version; none is missing.
+    assert {external_id for external_id in truth_now if external_id not in changed} <= set(now_held)
+    # A changed folder is held (if at all) at its version from before the change, which the cursor
+    # stays below: the next (incremental) sync reads it.
+    cursor = cursor_of(connection_id)
+    for external_id in changed:
+        assert datetime_utc(truth_now[external_id]["lastUpdate"]) > cursor
+    again = sync_module.sync_connection(connection_id, "all", False, None, "schedule")
+    assert again["status"] == "succeeded"
+    assert truth_mismatches(tenant_id, list(truth_now.values()), complete=True) == []
 
-        session.get(WedofConnection, connection_id).sync_cursor = datetime_utc(oldest) + sync_module.OVERLAP
-    result = sync_module.sync_connection(connection_id, "all", False, None, "manual")
-    assert result["status"] == "succeeded" and change_first_folder_after_page_one
-    assert result["settled"] and result["passes"] >= 2
-    # Every folder that was in the window is stored (the changed one comes with the next sync).
-    expected = {f["externalId"] for f in truth(sandbox)} - set(change_first_folder_after_page_one)
-    assert expected <= stored_folder_ids(tenant_id)
+
+def test_an_incremental_window_keeps_a_folder_that_changes_during_the_run(
+    stack_env, sandbox, change_after_page_one
+):
+    """The window reaches past the run's start: a changed folder moves to its front, not out of it."""
+    tenant_id, connection_id = fresh(sandbox)
+    ages = by_age(sandbox)
+    with session_scope() as session:  # a cursor just after the oldest folder: the window holds nearly all
+        session.get(WedofConnection, connection_id).sync_cursor = (
+            datetime_utc(truth(sandbox)[0]["lastUpdate"]).replace(year=2000) + sync_module.OVERLAP
+        )
+    change_after_page_one["change"] = [ages[0], ages[len(ages) // 2]]
+    result = sync_module.sync_connection(connection_id, "all", False, None, "schedule")
+    assert result["status"] == "succeeded"
+    changed = set(change_after_page_one["changed"])
+    assert {f["externalId"] for f in truth(sandbox)} - changed <= set(stored(tenant_id))
+    sync_module.sync_connection(connection_id, "all", False, None, "schedule")
+    assert truth_mismatches(tenant_id, truth(sandbox), complete=True) == []

@@ -3,20 +3,21 @@
 - One sync per connection at a time: a Redis lock (timeout, extended every page, non-blocking). A
   second concurrent sync records a ``skipped`` SyncRun. The lock token is the task id, so a message
   re-delivered after its worker was SIGKILLed takes over its own predecessor's lock at once.
-- Incremental by default: folders sorted by ``lastUpdate`` ascending in the window
-  ``[cursor - overlap, now]``; ``full=True`` (or no cursor yet) reads everything.
+- Incremental by default: the window ``[cursor - overlap, ...]``; ``full=True`` (or no cursor yet)
+  reads everything.
+- Newest first (``lastUpdate`` descending). Wedof pages by offset: a folder that changes while the
+  run reads the listing moves to its front, which the run has already read, so the folders still to
+  read only move back one place and come again at the top of the next page (applied once, see
+  :class:`RunDedupe`). Nothing is skipped; the changed folder itself is newer than the cursor this
+  run stores, so the next sync reads it (its webhook usually brings it sooner). Read oldest first,
+  the folders behind a changed one would move up into a page already read, and one would be missed.
 - Each page is applied with ``apply_folders`` in ONE transaction together with the SyncRun counters,
   so what was committed before a crash or a Wedof outage is kept, and a re-run only finds it unchanged.
 - Progress: Celery state ``PROGRESS`` (Flower) after every page; the SyncRun row (admin API) with
   every page that wrote something, at least every ``PROGRESS_EVERY`` seconds otherwise, and at the end.
 - A folder Wedof's paging serves twice in one run is applied once (see :class:`RunDedupe`); one bad
   folder is counted and logged and never stops the run.
-- Wedof pages by offset: a folder changing during a pass shifts the listing, and the folder that
-  moves up into a page already read would be missed. A pass that saw the listing move (a folder
-  newer than the newest at its start, or a changed ``X-Total-Count``) is followed by another, up to
-  ``MAX_PASSES``; folders already held cost one lookup per page.
-- The cursor (max ``lastUpdate`` seen) moves only when a whole ``kind="all"`` run succeeded and
-  its last pass saw the listing hold still; otherwise the next sync reads the same window again.
+- The cursor (max ``lastUpdate`` seen) moves only when a whole ``kind="all"`` run succeeded.
 - The next pages are downloaded by a background thread while the current one is applied
   (:class:`Prefetch`, ``PREFETCH_PAGES`` ahead): the download runs while the apply waits on the
   database, so a sync takes about max(download, apply), not their sum.
@@ -66,7 +67,7 @@ PAGE_SIZE = get_settings().sync_page_size
 PREFETCH_PAGES = 3  # pages downloaded ahead while one is applied: a few MiB, whatever the total
 PROGRESS_EVERY = 1.0  # seconds between progress records of pages that changed nothing
 MAX_SYNC_RETRIES = 3
-MAX_PASSES = 3  # reads of a listing that keeps moving under the run (see run_sync)
+WINDOW_AHEAD = timedelta(days=1)  # how far past its start an incremental run's window reaches
 APPLIED_OUTCOMES = ("created", "updated")
 FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
 
@@ -99,10 +100,11 @@ def check_args(connection_id, kind, full, run_id, trigger) -> SyncArgs:
 class RunDedupe:
     """Which folders this run already applied, in bounded memory.
 
-    In a listing sorted by ``lastUpdate``, a folder can come back only (a) across a page boundary
-    when the listing shifted, or (b) when it changed after the run started (it moves to the end).
-    So remembering the previous page and the folders newer than the run's start is enough; a copy
-    that is newer than what we applied is a real change and is applied again.
+    In a listing sorted by ``lastUpdate``, a folder comes back across a page boundary when the
+    listing shifted (folders that changed meanwhile moved to its front), or, when the order is
+    oldest first, because it changed after the run started. So remembering the previous page and
+    the folders newer than the run's start is enough; a copy newer than what we applied is a real
+    change and is applied again.
     """
 
     recent_after: datetime
@@ -339,42 +341,12 @@ def _record_counters(run_id: int, counters: Counters) -> None:
         counters.record(session.get(SyncRun, run_id))
 
 
-def _newest_last_update(client, window: dict) -> datetime | None:
-    """The newest ``lastUpdate`` in the window now; a folder beyond it later changed (or appeared)."""
-    for _page, folders, _total in client.iter_pages(sort="lastUpdate", order="desc", limit=1, **window):
-        newest = folders[0] if folders else None
-        return datetime_utc(newest.get("lastUpdate")) if isinstance(newest, dict) else None
-    return None
-
-
-@dataclass
-class Pass:
-    """One read of the whole listing, and what shows it moved while being read."""
-
-    newest_at_start: datetime | None
-    totals: set = field(default_factory=set)  # X-Total-Count of every page
-    changed_since_start: int = 0  # folders newer than the newest at start: changed during the pass
-
-    def note_page(self, folders: list, total: int | None) -> None:
-        self.totals.add(total)
-        for folder in folders:
-            last_update = datetime_utc(folder.get("lastUpdate")) if isinstance(folder, dict) else None
-            if last_update is not None and (self.newest_at_start is None or last_update > self.newest_at_start):
-                self.changed_since_start += 1
-
-    @property
-    def moved(self) -> bool:
-        """Did the listing shift under the pass? Paging by offset may then have stepped over a folder."""
-        return self.changed_since_start > 0 or len(self.totals) > 1
-
-
 def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime | None, lock: SyncLock) -> dict:
     started = utcnow()
     incremental = not args.full and cursor is not None
-    # Wedof's filter has whole seconds: round ``until`` up, or a change made earlier in this very
-    # second would fall outside the window (and below the cursor the run is about to store).
-    until = started.replace(microsecond=0) + timedelta(seconds=1)
-    window = {"since": cursor - OVERLAP, "until": until} if incremental else {}
+    # ``until`` far enough ahead that a folder changing during the run stays in the window: it then
+    # moves to the listing's front instead of leaving it, which would shift what is left to read.
+    window = {"since": cursor - OVERLAP, "until": started + WINDOW_AHEAD} if incremental else {}
     _set_run(run_id, status=SyncStatus.RUNNING, started_at=started, error=None, finished_at=None,
              pages=0, fetched=0, applied=0, unchanged=0, failed=0,
              cursor_from=window.get("since"))
@@ -383,26 +355,15 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
         client = client_for(connection)
     counters = Counters()
     dedupe = RunDedupe(recent_after=started - OVERLAP)
-    passes: list[Pass] = []
     try:
         with client:
-            # Wedof pages by offset: a folder that changes during a pass leaves its place (to the end
-            # of the listing, or out of the window), the folders behind it move up one place, and
-            # one of them may fall into a page already read. A pass during which nothing moved has
-            # seen every folder; otherwise the listing is read again (what is held costs little).
-            while not passes or (passes[-1].moved and len(passes) < MAX_PASSES):
-                passes.append(Pass(_newest_last_update(client, window)))
-                _read_listing(task, args, run_id, tenant_id, client, window, passes[-1], dedupe, counters, lock)
+            _read_listing(task, args, run_id, tenant_id, client, window, dedupe, counters, lock)
     except Exception:
         try:
             _record_counters(run_id, counters)  # what was done before the failure, for the admin to see
         except Exception as bookkeeping:  # the database may be what failed; the run's own error matters
             log.warning("sync run %s: counters not recorded (%s)", run_id, type(bookkeeping).__name__)
         raise
-    settled = not passes[-1].moved
-    if not settled:
-        log.warning("sync run %s: the listing still moved during pass %s; the cursor stays, so the next "
-                    "sync reads this window again", run_id, len(passes))
     finished = utcnow()
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
@@ -410,23 +371,22 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
         run.status, run.finished_at = SyncStatus.SUCCEEDED, finished
         connection = session.get(WedofConnection, args.connection_id)
         connection.last_sync_at = finished
-        if settled and args.kind == SyncKind.ALL.value and counters.max_last_update is not None:
+        if args.kind == SyncKind.ALL.value and counters.max_last_update is not None:
             if connection.sync_cursor is None or counters.max_last_update > connection.sync_cursor:
                 connection.sync_cursor = counters.max_last_update
         run.cursor_to = connection.sync_cursor
         record_audit(session, actor="worker", action="sync.succeeded", tenant_id=tenant_id,
                      target=("sync_run", run_id),
                      details={"connection_id": args.connection_id, "kind": args.kind, "full": args.full,
-                              "trigger": args.trigger, "passes": len(passes), "settled": settled,
-                              **counters.meta(run_id)})
-    log.info("sync run %s done in %s pass(es): %s", run_id, len(passes), counters.meta(run_id))
-    return {"status": "succeeded", "passes": len(passes), "settled": settled, **counters.meta(run_id)}
+                              "trigger": args.trigger, **counters.meta(run_id)})
+    log.info("sync run %s done: %s", run_id, counters.meta(run_id))
+    return {"status": "succeeded", **counters.meta(run_id)}
 
 
-def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, window: dict, this_pass: Pass,
+def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, window: dict,
                   dedupe: RunDedupe, counters: Counters, lock: SyncLock) -> None:
-    """Page through the window once, applying each page in its own transaction."""
-    pages = client.iter_pages(sort="lastUpdate", order="asc", limit=PAGE_SIZE, **window)
+    """Page through the window, newest first, applying each page in its own transaction."""
+    pages = client.iter_pages(sort="lastUpdate", order="desc", limit=PAGE_SIZE, **window)
     # Folders are read in full ahead, while the database works, as long as pages need them;
     # when most of a page was already held (a re-sync), only their versions are read ahead.
     read_in_full = threading.Event()
@@ -438,7 +398,6 @@ def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, win
 
     with Prefetch(pages, ahead=PREFETCH_PAGES, prepare=read_ahead) as prefetched:
         for _page, folders, total, readings in prefetched:
-            this_pass.note_page(folders, total)
             fresh, deduped = dedupe.filter(folders)
             written = retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}", run_id, tenant_id,
                                         args.kind, [folders[i] for i in fresh], [readings[i] for i in fresh],
