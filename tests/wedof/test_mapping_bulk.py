@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import StatementError
 
+from bdc.db import get_sessionmaker
 from bdc.models import (
     Beneficiary,
     BeneficiaryStatus,
@@ -166,3 +167,33 @@ def test_among_matches_exactly_the_given_keys(session, keys):
     query = select(Program.external_id).where(bulk.among(dialect, Program.external_id, "keys"))
     found = session.scalars(query, {"keys": sorted(set(keys))})
     assert sorted(found) == sorted(set(keys) & set(stored))
+
+
+def test_a_none_json_value_is_stored_as_json_null_as_by_the_orm(session):
+    tenant_id = _tenant(session)
+    (user_id,) = bulk.insert_rows(session, User.__table__, _user_rows(tenant_id, 1), NOW)
+    row = {"tenant_id": tenant_id, "user_id": user_id, "external_id": "A-2", "phone": None, "birth_date": None,
+           "address": None, "city": None, "postal_code": None, "country": None, "custom_fields": None,
+           "status": BeneficiaryStatus.ACTIVE}
+    (beneficiary_id,) = bulk.insert_rows(session, Beneficiary.__table__, [row], NOW)
+    orm = Beneficiary(tenant_id=tenant_id, user=User(tenant_id=tenant_id, role=UserRole.STUDENT),
+                      external_id="A-3", custom_fields=None)
+    session.add(orm)
+    session.flush()
+    raw = "SELECT external_id, custom_fields IS NULL FROM beneficiaries WHERE external_id IN ('A-2', 'A-3')"
+    stored = dict(session.execute(text(raw)).all())
+    assert stored["A-2"] == stored["A-3"]  # the same storage as the ORM's for None
+    bulk.update_rows(session, Beneficiary.__table__, ("custom_fields",),
+                     [{"id": beneficiary_id, "custom_fields": {"k": "é"}}], NOW)
+    session.expire_all()
+    assert session.get(Beneficiary, beneficiary_id).custom_fields == {"k": "é"}
+
+
+def test_a_non_finite_float_is_refused_before_postgresql_sees_it(pg_db_url):
+    with get_sessionmaker(pg_db_url)() as session:
+        tenant_id = _tenant(session)
+        row = {"tenant_id": tenant_id, "external_id": "P-nan", "status": ProgramStatus.ACTIVE, "name": "n",
+               "description": None, "category": None, "duration_hours": float("nan"),
+               "start_date": None, "end_date": None}
+        with pytest.raises(ValueError, match="JSON compliant"):
+            bulk.insert_rows(session, Program.__table__, [row], NOW)

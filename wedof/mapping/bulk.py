@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -101,17 +101,23 @@ def _rows_json(dialect: Dialect, table: Table, columns: Sequence[str], rows: Seq
         {name: row[name] if convert is None else convert(row[name]) for name, convert in converters}
         for row in rows
     ]
-    return json.dumps(encoded, separators=(",", ":"))
+    return _dumps(encoded)
 
 
-@cache
+def _dumps(value: Any) -> str:
+    # NaN and Infinity are not JSON: refused here with a clear error rather than by the server.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@lru_cache(maxsize=256)
 def _to_json(dialect: Dialect, table: Table, name: str) -> Callable[[Any], Any] | None:
     """How a column's value travels in the JSON text: what the column type's own bind processing
     makes of it (enum values, the UTC check), dates and datetimes then as ISO text, which
-    PostgreSQL reads back into DATE / TIMESTAMPTZ exactly. JSON values travel as themselves."""
+    PostgreSQL reads back into DATE / TIMESTAMPTZ exactly. A JSON column's value travels as its own
+    JSON text (cast back in SQL), so ``None`` is stored as JSON ``null``, as the ORM stores it."""
     column_type = table.c[name].type
     if isinstance(column_type, JSON):
-        return None
+        return _dumps
     process = column_type.dialect_impl(dialect).bind_processor(dialect)
     stored_as = column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
     if isinstance(stored_as, Date | DateTime):
@@ -125,28 +131,41 @@ def _iso(value: date | datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-@cache
 def _record_columns(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
-    """``json_to_recordset``'s column definition list: each column with its own SQL type."""
+    """``json_to_recordset``'s column definition list: each column with its own SQL type (JSON as text)."""
     quote = dialect.identifier_preparer.quote
-    return ", ".join(f"{quote(name)} {table.c[name].type.compile(dialect=dialect)}" for name in columns)
+    return ", ".join(
+        f"{quote(name)} {'TEXT' if _is_json(table, name) else table.c[name].type.compile(dialect=dialect)}"
+        for name in columns
+    )
 
 
-@cache
+def _value(dialect: Dialect, table: Table, name: str) -> str:
+    """The record's value for a column, as the column's type (a JSON column's text cast back)."""
+    quoted = f"v.{dialect.identifier_preparer.quote(name)}"
+    return f"{quoted}::{table.c[name].type.compile(dialect=dialect)}" if _is_json(table, name) else quoted
+
+
+def _is_json(table: Table, name: str) -> bool:
+    return isinstance(table.c[name].type, JSON)
+
+
+@lru_cache(maxsize=256)
 def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
     names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+    values = ", ".join(_value(dialect, table, name) for name in columns)
     return (
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}, created_at, updated_at) "
-        f"SELECT {names}, %(now)s, %(now)s "
+        f"SELECT {values}, %(now)s, %(now)s "
         f"FROM ROWS FROM (json_to_recordset(%(rows)s::json) AS ({_record_columns(dialect, table, columns)})) "
         f"WITH ORDINALITY AS v({names}, row_number) ORDER BY row_number RETURNING id"
     )
 
 
-@cache
+@lru_cache(maxsize=256)
 def _update_sql(dialect: Dialect, table: Table, fields: tuple[str, ...]) -> str:
     quote = dialect.identifier_preparer.quote
-    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in fields)
+    assignments = ", ".join(f"{quote(name)} = {_value(dialect, table, name)}" for name in fields)
     return (
         f"UPDATE {dialect.identifier_preparer.format_table(table)} AS t SET {assignments}, updated_at = %(now)s "
         f"FROM json_to_recordset(%(rows)s::json) AS v({_record_columns(dialect, table, ('id', *fields))}) "
