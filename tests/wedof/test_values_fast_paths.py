@@ -175,6 +175,8 @@ def test_number_and_percent_agree(value):
 @SETTINGS
 @given(value=st.one_of(iso_text(), st.sampled_from(WEDOF_DATES), any_value))
 @example(value="2024-03-15T14:26:51.842Z")
+@example(value="2024-03-15T14:Z\x00:51.842Z")  # fromisoformat stops reading at a NUL
+@example(value="2024-03-15T14:26:51.Z\x002Z")
 def test_datetime_utc_and_date_only_agree(value):
     assert_same(values.datetime_utc(value), reference_values.datetime_utc(value))
     assert_same(values.date_only(value), reference_values.date_only(value))

@@ -185,6 +185,7 @@ def _wedof_datetime(value: Any) -> datetime | None:
         or value[23] != "Z"
         or value[4:20:3] != "--T::."
         or not value.isascii()
+        or not value.isprintable()  # fromisoformat stops reading at a NUL: leave those to the general path
     ):
         return None
     try:
