@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -306,7 +306,7 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], rea
     A page that wrote nothing (an unchanged re-sync) records them at most every
     PROGRESS_EVERY seconds: it then costs one read, not a write and its commit.
     """
-    page = Counters(**{**counters.__dict__})
+    page = replace(counters)
     with session_scope() as session:
         # Wedof moves lastUpdate on every change: a folder we hold at its lastUpdate costs nothing.
         results = apply_folders(session, tenant_id, folders, kind=kind, trust_last_update=True,
@@ -327,12 +327,11 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], rea
         page.fetched += fetched
         page.unchanged += deduped
         page.total = total
-        wrote = page.applied > counters.applied or page.failed > counters.failed
-        if wrote or time.monotonic() - counters.recorded_at >= PROGRESS_EVERY:
+        written = page.applied - counters.applied + page.failed - counters.failed
+        if written or time.monotonic() - counters.recorded_at >= PROGRESS_EVERY:
             page.record(session.get(SyncRun, run_id))
     # Only once committed do the in-memory counters move (a failed commit leaves them as they were).
-    written = page.applied - counters.applied + page.failed - counters.failed
-    counters.__dict__.update(page.__dict__)
+    vars(counters).update(vars(page))
     return written
 
 
