@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import requests
 from sqlalchemy import select
 
 from bdc.db import session_scope
@@ -77,6 +78,11 @@ def events_in(event_ids, statuses) -> bool:
 
 def envelope(external_id: str, kind: str = "stagiaire.updated") -> bytes:
     return json.dumps({"id": str(uuid.uuid4()), "type": kind, "data": {"externalId": external_id}}).encode()
+
+
+def sandbox_truth(sandbox) -> list[dict]:
+    """Every folder as the sandbox holds it now (its ground truth)."""
+    return json.loads(requests.get(f"{sandbox.url}/_sandbox/truth", timeout=120).content)
 
 
 def truth_mismatches(tenant_id: int, folders: list[dict], complete: bool = False) -> list[str]:

@@ -4,17 +4,14 @@ are answered, not crashed on."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import requests
 from sqlalchemy import select
 
 from bdc.db import session_scope
 from bdc.models import AuditLog, Enrollment, SyncRun, SyncStatus, WedofConnection
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
-from tests.worker.helpers import make_connection, send, truth_mismatches
+from tests.worker.helpers import make_connection, sandbox_truth, send, truth_mismatches
 from worker.task_names import SYNC_CONNECTION
 
 FOLDERS = 2000
@@ -29,10 +26,6 @@ def sandbox():
 @pytest.fixture(scope="module")
 def tenant(stack_env, sandbox):
     return make_connection(sandbox.api_url, sandbox.api_key)
-
-
-def truth(sandbox) -> list[dict]:
-    return json.loads(requests.get(f"{sandbox.url}/_sandbox/truth", timeout=120).content)
 
 
 def sync(broker, args, timeout=300) -> tuple[str, SyncRun]:
@@ -53,7 +46,7 @@ def test_full_sync_of_2000_folders_equals_the_ground_truth(stack_env, broker, sy
     assert run.status == SyncStatus.SUCCEEDED, run.error
     assert (run.fetched, run.applied, run.failed, run.total) == (FOLDERS, FOLDERS, 0, FOLDERS)
     assert run.pages == FOLDERS // 100
-    assert truth_mismatches(tenant_id, truth(sandbox), complete=True) == []
+    assert truth_mismatches(tenant_id, sandbox_truth(sandbox), complete=True) == []
     # The task's final state is kept for Flower/the admin API (results are kept for syncs only).
     result = broker.AsyncResult(task_id).get(timeout=10)
     assert result["status"] == "succeeded" and result["applied"] == FOLDERS
@@ -73,7 +66,7 @@ def test_incremental_resync_picks_up_changes_and_nothing_else(stack_env, broker,
     assert run.trigger.value == "schedule" and not run.full and run.cursor_from is not None
     assert 0 < run.fetched < FOLDERS  # the window, not everything
     assert run.failed == 0
-    assert truth_mismatches(tenant_id, truth(sandbox), complete=True) == []
+    assert truth_mismatches(tenant_id, sandbox_truth(sandbox), complete=True) == []
     with session_scope() as session:
         stamps = dict(session.execute(select(Enrollment.external_id, Enrollment.updated_at)
                                       .where(Enrollment.tenant_id == tenant_id)).all())

@@ -12,16 +12,13 @@ sandbox over HTTP and the module's PostgreSQL and Redis) pages through the listi
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import requests
 from sqlalchemy import select
 
 from bdc.db import session_scope
 from bdc.models import Enrollment, WedofConnection
 from tests.support.sandbox import running_sandbox
-from tests.worker.helpers import make_connection, truth_mismatches
+from tests.worker.helpers import make_connection, sandbox_truth, truth_mismatches
 from wedof.client import WedofClient
 from wedof.mapping.values import datetime_utc
 from worker.tasks import sync as sync_module
@@ -35,13 +32,9 @@ def sandbox():
         yield sbx
 
 
-def truth(sandbox) -> list[dict]:
-    return json.loads(requests.get(f"{sandbox.url}/_sandbox/truth", timeout=60).content)
-
-
 def by_age(sandbox) -> list[str]:
     """The folder numbers, oldest ``lastUpdate`` first."""
-    return [f["externalId"] for f in sorted(truth(sandbox), key=lambda f: f["lastUpdate"])]
+    return [f["externalId"] for f in sorted(sandbox_truth(sandbox), key=lambda f: f["lastUpdate"])]
 
 
 @pytest.fixture
@@ -88,7 +81,7 @@ def test_oldest_first_paging_misses_a_folder_when_one_changes(stack_env, sandbox
                         lambda self, **params: original(self, **{**params, "order": "asc"}))
     result = sync_module.sync_connection(connection_id, "all", True, None, "manual")
     assert result["status"] == "succeeded" and change_after_page_one["changed"]
-    missing = {f["externalId"] for f in truth(sandbox)} - set(stored(tenant_id))
+    missing = {f["externalId"] for f in sandbox_truth(sandbox)} - set(stored(tenant_id))
     assert len(missing) == 1  # the folder that moved up into page one after it was read
 
 
@@ -107,7 +100,7 @@ def test_no_folder_is_missed_and_the_changed_ones_come_with_the_next_sync(
     assert result["status"] == "succeeded" and result["failed"] == 0
     changed = set(change_after_page_one["changed"])
     now_held = stored(tenant_id)
-    truth_now = {f["externalId"]: f for f in truth(sandbox)}
+    truth_now = {f["externalId"]: f for f in sandbox_truth(sandbox)}
     # Every folder that did not change is held at its version; none is missing.
     assert {external_id for external_id in truth_now if external_id not in changed} <= set(now_held)
     # A changed folder is held (if at all) at its version from before the change, which the cursor
@@ -128,12 +121,12 @@ def test_an_incremental_window_keeps_a_folder_that_changes_during_the_run(
     ages = by_age(sandbox)
     with session_scope() as session:  # a cursor just after the oldest folder: the window holds nearly all
         session.get(WedofConnection, connection_id).sync_cursor = (
-            datetime_utc(truth(sandbox)[0]["lastUpdate"]).replace(year=2000) + sync_module.OVERLAP
+            datetime_utc(sandbox_truth(sandbox)[0]["lastUpdate"]).replace(year=2000) + sync_module.OVERLAP
         )
     change_after_page_one["change"] = [ages[0], ages[len(ages) // 2]]
     result = sync_module.sync_connection(connection_id, "all", False, None, "schedule")
     assert result["status"] == "succeeded"
     changed = set(change_after_page_one["changed"])
-    assert {f["externalId"] for f in truth(sandbox)} - changed <= set(stored(tenant_id))
+    assert {f["externalId"] for f in sandbox_truth(sandbox)} - changed <= set(stored(tenant_id))
     sync_module.sync_connection(connection_id, "all", False, None, "schedule")
-    assert truth_mismatches(tenant_id, truth(sandbox), complete=True) == []
+    assert truth_mismatches(tenant_id, sandbox_truth(sandbox), complete=True) == []
