@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 import requests
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from bdc.models import (
     WebhookEvent,
     WedofConnection,
 )
+from wedof.client import WedofClient
 from wedof.mapping import enrollment_status_for
 from wedof.mapping.values import datetime_utc, percent, whole_percent
 from worker.task_names import QUEUE_OF
@@ -78,6 +80,24 @@ def events_in(event_ids, statuses) -> bool:
 
 def envelope(external_id: str, kind: str = "stagiaire.updated") -> bytes:
     return json.dumps({"id": str(uuid.uuid4()), "type": kind, "data": {"externalId": external_id}}).encode()
+
+
+def after_page(monkeypatch, number: int, action: Callable[[], None]) -> None:
+    """Run ``action`` once, right after the Wedof client yields page ``number`` of a listing.
+
+    How a test changes the sandbox (over its real HTTP control API) at an exact point of a sync.
+    """
+    original = WedofClient.iter_pages
+    done: list[bool] = []
+
+    def iter_pages(self, **params):
+        for page in original(self, **params):
+            yield page
+            if page[0] == number and not done:
+                done.append(True)
+                action()
+
+    monkeypatch.setattr(WedofClient, "iter_pages", iter_pages)
 
 
 def sandbox_truth(sandbox) -> list[dict]:

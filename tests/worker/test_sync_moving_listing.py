@@ -12,13 +12,15 @@ sandbox over HTTP and the module's PostgreSQL and Redis) pages through the listi
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import select
 
 from bdc.db import session_scope
 from bdc.models import Enrollment, WedofConnection
 from tests.support.sandbox import running_sandbox
-from tests.worker.helpers import make_connection, sandbox_truth, truth_mismatches
+from tests.worker.helpers import after_page, make_connection, sandbox_truth, truth_mismatches
 from wedof.client import WedofClient
 from wedof.mapping.values import datetime_utc
 from worker.tasks import sync as sync_module
@@ -40,18 +42,15 @@ def by_age(sandbox) -> list[str]:
 @pytest.fixture
 def change_after_page_one(monkeypatch, sandbox):
     """Right after the sync reads its first page, change folders at Wedof (which ones: the test's)."""
-    original = WedofClient.iter_pages
-    plan: dict[str, list[str]] = {"change": [], "changed": []}
+    plan: dict = {"change": [], "changed": [], "after_seconds": 0}
 
-    def iter_pages(self, **params):
-        for page in original(self, **params):
-            yield page
-            if page[0] == 1 and not plan["changed"]:
-                for external_id in plan["change"]:
-                    sandbox.control("PUT", f"/folders/{external_id}", json={"completionRate": 42})
-                    plan["changed"].append(external_id)
+    def change() -> None:
+        time.sleep(plan["after_seconds"])
+        for external_id in plan["change"]:
+            sandbox.control("PUT", f"/folders/{external_id}", json={"completionRate": 42})
+            plan["changed"].append(external_id)
 
-    monkeypatch.setattr(WedofClient, "iter_pages", iter_pages)
+    after_page(monkeypatch, 1, change)
     return plan
 
 
@@ -123,7 +122,9 @@ def test_an_incremental_window_keeps_a_folder_that_changes_during_the_run(
         session.get(WedofConnection, connection_id).sync_cursor = (
             datetime_utc(sandbox_truth(sandbox)[0]["lastUpdate"]).replace(year=2000) + sync_module.OVERLAP
         )
-    change_after_page_one["change"] = [ages[0], ages[len(ages) // 2]]
+    # A folder already read (on page one) whose change lands a couple of seconds after the run began.
+    change_after_page_one["change"] = [ages[0], ages[len(ages) // 2], ages[-5]]
+    change_after_page_one["after_seconds"] = 2.5
     result = sync_module.sync_connection(connection_id, "all", False, None, "schedule")
     assert result["status"] == "succeeded"
     changed = set(change_after_page_one["changed"])

@@ -11,8 +11,7 @@ import pytest
 from bdc.db import session_scope
 from bdc.models import SyncRun, SyncStatus
 from tests.support.sandbox import running_sandbox
-from tests.worker.helpers import make_connection
-from wedof.client import WedofClient
+from tests.worker.helpers import after_page, make_connection
 from worker.tasks import sync as sync_module
 
 FOLDERS = 250  # three pages of 100
@@ -48,15 +47,8 @@ def test_a_failed_run_shows_what_was_done_before_the_failure(stack_env, sandbox,
     _tenant_id, connection_id = make_connection(sandbox.api_url, sandbox.api_key)
     if held:
         assert sync_module.sync_connection(connection_id, "all", True, None, "manual")["status"] == "succeeded"
-    original = WedofClient.iter_pages
-
-    def failing_after_page_two(self, **params):
-        for page in original(self, **params):
-            yield page
-            if page[0] == 2:  # from now on every API call answers a 5xx
-                sandbox.control("PUT", "/faults", json={"error_rate": 1.0})
-
-    monkeypatch.setattr(WedofClient, "iter_pages", failing_after_page_two)
+    # From page three on, every API call answers a 5xx.
+    after_page(monkeypatch, 2, lambda: sandbox.control("PUT", "/faults", json={"error_rate": 1.0}))
     try:
         result = sync_module.sync_connection(connection_id, "all", True, None, "manual")
     finally:

@@ -10,7 +10,7 @@ record the reason, do not retry); a database error (``IntegrityError`` from a co
 """
 
 from wedof.mapping.apply import ApplyResult, apply_folder, apply_folders, beneficiary_status_for
-from wedof.mapping.folder import KINDS, FolderData, FolderRejected, read_folder
+from wedof.mapping.folder import KINDS, FolderData, FolderReading, FolderRejected, read_folder, read_folders
 from wedof.mapping.states import (
     ENROLLMENT_STATUS_BY_STATE,
     PROGRESS_ALLOWED_STATES,
@@ -26,6 +26,8 @@ __all__ = [
     "FolderRejected",
     "FolderData",
     "read_folder",
+    "FolderReading",
+    "read_folders",
     "KINDS",
     "ApplyResult",
     "apply_folder",

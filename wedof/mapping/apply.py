@@ -68,10 +68,11 @@ from wedof.mapping.folder import (
     KINDS,
     AttendeeData,
     FolderData,
+    FolderReading,
     FolderRejected,
     ProgramData,
-    read_folder,
-    read_version,
+    read_folders,
+    read_or_reject,
 )
 from wedof.mapping.states import REPORT_STATES
 
@@ -153,32 +154,6 @@ def apply_folder(
     return result
 
 
-@dataclass(frozen=True)
-class FolderReading:
-    """What applying a folder needs from its JSON alone: no database, so any thread can read it."""
-
-    version: tuple[str, datetime | None, str | None] | None  # see read_version
-    data: FolderData | FolderRejected | None  # None: not read yet (done when needed)
-
-
-def read_folders(folders: Sequence[Any], kind: str = "all", *, in_full: bool = True) -> list[FolderReading]:
-    """Read a page ahead of applying it (a sync reads the next page while the database works).
-
-    ``in_full=False`` reads only each folder's version: enough when most folders turn out to be
-    held already (a re-sync), the others being read in full when applied.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    return [FolderReading(read_version(folder), _read(folder, kind) if in_full else None) for folder in folders]
-
-
-def _read(folder: Any, kind: str) -> FolderData | FolderRejected:
-    try:
-        return read_folder(folder, kind)
-    except FolderRejected as rejected:
-        return rejected
-
-
 def apply_folders(
     session: Session,
     tenant_id: int,
@@ -213,7 +188,7 @@ def apply_folders(
     for index, reading in enumerate(readings):
         if results[index] is not None:
             continue
-        data = reading.data if reading.data is not None else _read(folders[index], kind)
+        data = reading.data if reading.data is not None else read_or_reject(folders[index], kind)
         if isinstance(data, FolderRejected):
             results[index] = data
         else:

@@ -8,7 +8,7 @@ all-or-nothing: a hostile folder can never leave half of its rows written.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -115,6 +115,35 @@ def read_version(folder: Any) -> tuple[str, datetime | None, str | None] | None:
     except Exception:  # noqa: BLE001 - hostile data: the full reading decides what it is
         return None
     return external_id, last_update, email
+
+
+@dataclass(frozen=True)
+class FolderReading:
+    """What applying a folder needs from its JSON alone: no database, so any thread can read it."""
+
+    version: tuple[str, datetime | None, str | None] | None  # see read_version
+    data: FolderData | FolderRejected | None  # None: not read yet (done when needed)
+
+
+def read_folders(folders: Sequence[Any], kind: str = "all", *, in_full: bool = True) -> list[FolderReading]:
+    """Read a page ahead of applying it (a sync reads the next page while the database works).
+
+    ``in_full=False`` reads only each folder's version: enough when most folders turn out to be
+    held already (a re-sync), the others being read in full when applied.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    return [
+        FolderReading(read_version(folder), read_or_reject(folder, kind) if in_full else None) for folder in folders
+    ]
+
+
+def read_or_reject(folder: Any, kind: str = "all") -> FolderData | FolderRejected:
+    """:func:`read_folder`, with the rejection returned rather than raised (one per page slot)."""
+    try:
+        return read_folder(folder, kind)
+    except FolderRejected as rejected:
+        return rejected
 
 
 def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:

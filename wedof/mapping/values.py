@@ -101,10 +101,7 @@ def number(value: Any) -> float | None:
 def percent(value: Any) -> float | None:
     """A completion rate clamped to 0–100, or ``None`` when not a number."""
     result = number(value)
-    if result is None:
-        return None
-    # What min(100.0, max(0.0, result)) gives, -0.0 -> 0.0 included, without two builtin calls.
-    return 0.0 if result <= 0.0 else (100.0 if result >= 100.0 else result)
+    return None if result is None else min(100.0, max(0.0, result))
 
 
 def whole_percent(rate: float) -> int:

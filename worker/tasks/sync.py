@@ -43,8 +43,7 @@ from bdc.db import session_scope
 from bdc.models import SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
 from bdc.settings import get_settings
 from wedof.errors import WedofError, WedofRateLimitedError
-from wedof.mapping import FolderRejected, apply_folders
-from wedof.mapping.apply import FolderReading, read_folders
+from wedof.mapping import FolderReading, FolderRejected, apply_folders, read_folders
 from wedof.mapping.values import datetime_utc
 from worker.celery_app import app
 from worker.connections import ConnectionNotUsable, client_for, redis_client
@@ -98,18 +97,14 @@ def check_args(connection_id, kind, full, run_id, trigger) -> SyncArgs:
 
 @dataclass
 class RunDedupe:
-    """Which folders this run already applied, in bounded memory.
+    """Which folders of the previous page this run applied: the ones a shifted listing serves again.
 
-    In a listing sorted by ``lastUpdate``, a folder comes back across a page boundary when the
-    listing shifted (folders that changed meanwhile moved to its front), or, when the order is
-    oldest first, because it changed after the run started. So remembering the previous page and
-    the folders newer than the run's start is enough; a copy newer than what we applied is a real
-    change and is applied again.
+    Read newest first, a folder comes back only across a page boundary, when folders that changed
+    meanwhile moved to the listing's front and pushed the rest back. So remembering the previous
+    page is enough; a copy newer than the one applied is a real change and is applied again.
     """
 
-    recent_after: datetime
     previous_page: dict[str, datetime | None] = field(default_factory=dict)
-    changed_during_run: dict[str, datetime | None] = field(default_factory=dict)
 
     def filter(self, folders: list[dict]) -> tuple[list[int], int]:
         """The positions of the folders to apply, and how many were skipped as already applied."""
@@ -119,27 +114,16 @@ class RunDedupe:
         for position, folder in enumerate(folders):
             external_id = str(folder.get("externalId")) if isinstance(folder, dict) else None
             last_update = datetime_utc(folder.get("lastUpdate")) if isinstance(folder, dict) else None
-            seen = self._seen(external_id)
-            if external_id is not None and seen is not False and (
-                last_update is None or (seen is not None and last_update <= seen)
-            ):
-                skipped += 1
-                continue
+            if external_id in self.previous_page:
+                seen = self.previous_page[external_id]
+                if last_update is None or (seen is not None and last_update <= seen):
+                    skipped += 1
+                    continue
             fresh.append(position)
             if external_id is not None:
                 page[external_id] = last_update
-                if last_update is not None and last_update >= self.recent_after:
-                    self.changed_during_run[external_id] = last_update
         self.previous_page = page
         return fresh, skipped
-
-    def _seen(self, external_id: str | None) -> datetime | None | bool:
-        """The lastUpdate applied for ``external_id`` in this run, or False when not applied."""
-        if external_id in self.previous_page:
-            return self.previous_page[external_id]
-        if external_id in self.changed_during_run:
-            return self.changed_during_run[external_id]
-        return False
 
 
 class Prefetch:
@@ -311,7 +295,7 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], rea
         # Wedof moves lastUpdate on every change: a folder we hold at its lastUpdate costs nothing.
         results = apply_folders(session, tenant_id, folders, kind=kind, trust_last_update=True,
                                 readings=readings) if folders else []
-        for folder, result in zip(folders, results, strict=True):
+        for reading, result in zip(readings, results, strict=True):
             if isinstance(result, FolderRejected):
                 page.failed += 1
                 log.warning("sync run %s: %s", run_id, result)
@@ -320,7 +304,7 @@ def _apply_page(run_id: int, tenant_id: int, kind: str, folders: list[dict], rea
                 page.applied += 1
             else:
                 page.unchanged += 1
-            last_update = datetime_utc(folder.get("lastUpdate"))
+            last_update = reading.version[1] if reading.version is not None else None
             if last_update is not None and (page.max_last_update is None or last_update > page.max_last_update):
                 page.max_last_update = last_update
         page.pages += 1
@@ -353,7 +337,7 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
         connection = session.get(WedofConnection, args.connection_id)
         client = client_for(connection)
     counters = Counters()
-    dedupe = RunDedupe(recent_after=started - OVERLAP)
+    dedupe = RunDedupe()
     try:
         with client:
             _read_listing(task, args, run_id, tenant_id, client, window, dedupe, counters, lock)
