@@ -7,6 +7,7 @@ import sys
 
 from bdc.bootstrap import ensure_env_connection
 from bdc.db import session_scope
+from bdc.models import SyncKind, SyncTrigger
 from bdc.settings import SettingsError, get_settings
 
 EXIT_BAD_INPUT = 2
@@ -21,7 +22,7 @@ def cmd_bootstrap(_args: argparse.Namespace) -> int:
             print("No WEDOF_API_KEY / WEDOF_WEBHOOK_SECRET set: no connection configured from the environment.")
         else:
             print(f"Connection {connection.id} (tenant {connection.tenant_id}) configured from the environment; "
-                  f"webhook URL: {settings.public_base_url}/api/webhooks/wedof")
+                  f"webhook URL: {connection.webhook_url}")
     return 0
 
 
@@ -41,7 +42,6 @@ def cmd_create_tenant(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import IntegrityError
 
     from webapp.admin.provisioning import ProvisioningError, create_tenant_with_admin
-    from webapp.admin.serializers import webhook_url
 
     try:
         with session_scope() as session:
@@ -50,7 +50,7 @@ def cmd_create_tenant(args: argparse.Namespace) -> int:
                 wedof_api_url=args.wedof_api_url, wedof_api_key=args.wedof_api_key,
                 webhook_secret=args.webhook_secret)
             token = _token_for(done.admin, args.expires_hours)
-            url = webhook_url(done.connection)
+            url = done.connection.webhook_url
             lines = [f"Tenant {done.tenant.id} ({done.tenant.slug}) created.",
                      f"Admin user {done.admin.id}: {done.admin.email} (tenant_admin)",
                      f"Wedof connection {done.connection.id}: {done.connection.base_url} "
@@ -133,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     try:
         send_task(REGISTER_WEBHOOK, [connection_id])
-        send_task(SYNC_CONNECTION, [connection_id, "all", True, None, "manual"])
+        send_task(SYNC_CONNECTION, [connection_id, SyncKind.ALL, True, None, SyncTrigger.MANUAL])
     except BrokerUnavailable as exc:
         print(f"error: could not queue the first sync: {exc}", file=sys.stderr)
         return 1

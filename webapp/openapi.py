@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from bdc.models import BeneficiaryStatus, EnrollmentStatus, EventStatus, ProgramStatus, SyncStatus
+from wedof.mapping import DECLARATIONS
 
 bp = Blueprint("openapi", __name__)
 
@@ -197,7 +198,7 @@ PATHS = {
         "Declare a Wedof transition (in training, terminated, service done)",
         _ok(202, _obj({"enrollment_id": _INT, "to": _STR, "task": _STR, "task_id": _STR}, ["task_id"]), "Accepted"),
         params=[_id_param("enrollment_id"), *SCOPED],
-        body=_obj({"to": {"type": "string", "enum": ["inTraining", "terminated", "serviceDone"]}}, ["to"],
+        body=_obj({"to": {"type": "string", "enum": list(DECLARATIONS)}}, ["to"],
                   additionalProperties=False), errors=(409, 422, 503))},
     "/connection": {
         "get": _op("The tenant's Wedof connection (secrets never shown)", _ok(200, _ref("Connection")),

@@ -16,7 +16,6 @@ back to the caller, e.g. a Celery task that reschedules itself.
 from __future__ import annotations
 
 import logging
-import random
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
@@ -31,6 +30,8 @@ from tenacity import (
     stop_before_delay,
 )
 
+from bdc.types import utcnow
+from wedof.backoff import backoff_delay
 from wedof.errors import (
     WedofError,
     WedofNetworkError,
@@ -39,6 +40,7 @@ from wedof.errors import (
     body_excerpt,
     error_from_response,
 )
+from wedof.ids import folder_number
 from wedof.throttle import NullThrottle
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ WEDOF_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 REASON_TYPES = ("terminated", "refused", "canceled")
 
-# Folder numbers are digits, certification folders look like "1234-1234567890", webhook ids are
-# integers: an allowlist keeps hostile ids ("../users/me", "a/b", "x?y") out of our URL paths.
+# Other ids in our URL paths (certification folders look like "1234-1234567890", webhook ids are
+# integers): an allowlist keeps hostile ids ("../users/me", "a/b", "x?y") out. Folder numbers: wedof.ids.
 _PATH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@~-]{0,127}$")
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RESERVED_LIST_PARAMS = frozenset({"page", "limit"})
@@ -63,6 +65,14 @@ def path_id(value: object, what: str = "id") -> str:
     if not _PATH_ID_RE.match(text) or ".." in text:
         raise ValueError(f"invalid {what}: {text[:40]!r}")
     return quote(text, safe="")
+
+
+def folder_path_id(value: object) -> str:
+    """A registration folder number as a URL path segment, or ValueError (:mod:`wedof.ids`; untrimmed)."""
+    number = folder_number(value)
+    if number is None or number != str(value):
+        raise ValueError(f"invalid folder number: {str(value)[:40]!r}")
+    return number
 
 
 def format_wedof_datetime(value: datetime) -> str:
@@ -196,14 +206,9 @@ class WedofClient:
 
     def _wait(self, retry_state: Any) -> float:
         error = retry_state.outcome.exception()
-        if isinstance(error, WedofRateLimitedError) and error.retry_after is not None:
-            # Retry-After is a minimum: add a little jitter on top so workers do not stampede.
-            return error.retry_after + random.uniform(0, min(1.0, 0.1 * error.retry_after + 0.05))
-        # Exponential backoff with jitter (computed here: tenacity renamed its parameters across
-        # the versions we allow).
-        exponent = min(retry_state.attempt_number - 1, 30)
-        backoff = min(self.backoff_max, self.backoff_initial * 2**exponent)
-        return backoff + random.uniform(0, self.backoff_initial)
+        retry_after = error.retry_after if isinstance(error, WedofRateLimitedError) else None
+        return backoff_delay(retry_state.attempt_number, base=self.backoff_initial, cap=self.backoff_max,
+                             retry_after=retry_after)
 
     def _log_retry(self, retry_state: Any) -> None:
         error = retry_state.outcome.exception()
@@ -385,7 +390,7 @@ class WedofClient:
         )
         if since is not None or until is not None:
             since_text = format_wedof_datetime(since) if since is not None else None
-            until_text = format_wedof_datetime(until if until is not None else datetime.now(UTC))
+            until_text = format_wedof_datetime(until if until is not None else utcnow())
             if since is not None and until is not None and since > until:
                 raise ValueError("since must not be after until")
             params.update(
@@ -434,7 +439,7 @@ class WedofClient:
             yield from folders
 
     def get_registration_folder(self, external_id: str) -> dict[str, Any]:
-        return self._get(f"/registrationFolders/{path_id(external_id, 'externalId')}")
+        return self._get(f"/registrationFolders/{folder_path_id(external_id)}")
 
     def update_registration_folder(
         self,
@@ -463,11 +468,11 @@ class WedofClient:
             body["tags"] = [str(tag) for tag in tags]
         if not body:
             raise ValueError("nothing to update")
-        path = f"/registrationFolders/{path_id(external_id, 'externalId')}"
+        path = f"/registrationFolders/{folder_path_id(external_id)}"
         return self._json(self._request("PUT", path, body=body), dict, "PUT", path)
 
     def _transition(self, external_id: str, verb: str, body: dict[str, Any]) -> dict[str, Any]:
-        path = f"/registrationFolders/{path_id(external_id, 'externalId')}/{verb}"
+        path = f"/registrationFolders/{folder_path_id(external_id)}/{verb}"
         return self._post(path, {k: v for k, v in body.items() if v is not None})
 
     def validate(self, external_id: str, **body: Any) -> dict[str, Any]:
@@ -529,7 +534,7 @@ class WedofClient:
         return self._get("/registrationFoldersReasons", list, params={"type": type})
 
     def list_folder_files(self, external_id: str) -> list[dict[str, Any]]:
-        return self._get(f"/registrationFolders/{path_id(external_id, 'externalId')}/files", list)
+        return self._get(f"/registrationFolders/{folder_path_id(external_id)}/files", list)
 
     # -- certification folders -------------------------------------------------------------------
 

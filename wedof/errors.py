@@ -14,6 +14,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from bdc.types import utcnow
+
 # Enough of a body to diagnose a failure in a log line, not enough to dump a whole folder.
 BODY_EXCERPT_LENGTH = 500
 REDACTED = "[REDACTED]"
@@ -156,7 +158,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return None
     if when.tzinfo is None:  # HTTP-dates are GMT by definition
         when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     return max(0.0, (when - now).total_seconds())
 
 

@@ -1,4 +1,4 @@
-"""Parse a webhook delivery into what the inbox stores and what the worker must do with it.
+"""Wedof's webhook events: the one registry of event types, and the parsing of a delivery.
 
 Two delivery formats reach us:
 
@@ -7,12 +7,15 @@ Two delivery formats reach us:
 - **envelope** (the original design notes): ``{"type": "stagiaire.created", "data": {"id": ...}}``,
   where ``data.id`` (or ``data.externalId`` / ``data.folder.externalId``) names the Wedof folder.
 
-Each delivery gets a *disposition*: ``apply`` the folder carried in the body, ``fetch`` the folder
-by its externalId (the envelope carries no folder we trust to be whole), or ``ignore`` it (an
-event this integration does not act on; still stored, with the reason). Bodies we cannot read or
-whose shape we do not know raise :class:`DeliveryRejected` (the receiver answers 400).
+:data:`EVENT_TYPES` says, for each event name or a resource's every event, its *disposition*:
+``apply`` the folder carried in the body, ``fetch`` the folder by its externalId (the envelope
+carries no folder we trust to be whole), or ``ignore`` it (stored with the reason); and the
+*handler* the worker runs on the folder. The receiver's classification, the worker's dispatch and
+the events our Wedof webhook subscribes to (:data:`SUBSCRIBED_EVENTS`) all derive from it: adding
+an event type is one entry. Bodies we cannot read or whose shape we do not know raise
+:class:`DeliveryRejected` (the receiver answers 400).
 
-This module is pure: no I/O, no database, no Flask. The signature is checked before it is called.
+Parsing does no I/O: no database, no Flask. The signature is checked before it is called.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from wedof.ids import RULE as FOLDER_NUMBER_RULE
+from wedof.ids import folder_number
+from wedof.mapping import BILLING_STATES, FOLDER_STATES, apply_folder
 
 EVENT_HEADER = "X-Wedof-Event"
 DELIVERY_HEADER = "X-Wedof-Delivery"
@@ -36,34 +43,63 @@ FETCH = "fetch"
 IGNORE = "ignore"
 DISPOSITIONS = (APPLY, FETCH, IGNORE)
 
-# Wedof resources whose deliveries carry a whole registration folder: the folder is the truth.
-APPLIED_RESOURCES = frozenset({"registrationFolder", "registrationFolderBilling"})
-# Wedof resources we know and deliberately do not act on (the folder's own events cover us).
-IGNORED_RESOURCES = {
-    "certificationFolder": "certification folders are not synchronised",
-    "certificationFolderSurvey": "certification surveys are not synchronised",
-    "certificationPartner": "certification partnerships are not synchronised",
-    "registrationFolderFile": "folder files are not synchronised; the folder's own events carry its state",
-}
-# The original notes' event types: each names a folder to fetch from Wedof.
-ENVELOPE_EVENT_TYPES = frozenset({
-    "stagiaire.created",
-    "stagiaire.updated",
-    "stagiaire.progression.updated",
-    "formation.inscription",
-    "bilan.completed",
-})
 
-# Column sizes of WebhookEvent (event_type, delivery_id, folder_external_id).
+@dataclass(frozen=True)
+class EventType:
+    """One entry of the registry: an event name, or ``<resource>.*`` for every event of a resource."""
+
+    pattern: str
+    disposition: str  # APPLY | FETCH | IGNORE
+    # What the worker runs on the folder, in the transaction that marks the event processed:
+    # ``handler(session, tenant_id, folder)`` returning a result with ``.outcome``.
+    handler: Callable[..., Any] | None = None
+    ignore_reason: str | None = None
+    subscribe: tuple[str, ...] = ()  # the event names our Wedof webhook asks for
+    payload_format: str = FORMAT_WEDOF
+
+
+def _names(resource: str, events) -> tuple[str, ...]:
+    return tuple(f"{resource}.{event}" for event in events)
+
+
+# A Wedof delivery carries the whole folder, so its state is the truth whatever the event's name:
+# every folder and billing event is applied the same way (level-triggered).
+EVENT_TYPES: tuple[EventType, ...] = (
+    EventType("registrationFolder.*", APPLY, apply_folder,
+              subscribe=_names("registrationFolder", ("created", "updated", *FOLDER_STATES))),
+    EventType("registrationFolderBilling.*", APPLY, apply_folder,
+              subscribe=_names("registrationFolderBilling", BILLING_STATES)),
+    EventType("registrationFolderFile.*", IGNORE,
+              ignore_reason="folder files are not synchronised; the folder's own events carry its state"),
+    EventType("certificationFolder.*", IGNORE, ignore_reason="certification folders are not synchronised"),
+    EventType("certificationFolderSurvey.*", IGNORE, ignore_reason="certification surveys are not synchronised"),
+    EventType("certificationPartner.*", IGNORE, ignore_reason="certification partnerships are not synchronised"),
+    # The original notes' event types: each names a folder to fetch from Wedof.
+    *(EventType(name, FETCH, apply_folder, payload_format=FORMAT_ENVELOPE)
+      for name in ("stagiaire.created", "stagiaire.updated", "stagiaire.progression.updated",
+                   "formation.inscription", "bilan.completed")),
+)
+_BY_PATTERN = {(kind.payload_format, kind.pattern): kind for kind in EVENT_TYPES}
+SUBSCRIBED_EVENTS: tuple[str, ...] = tuple(name for kind in EVENT_TYPES for name in kind.subscribe)
+
+
+def event_type_of(event_type: str, payload_format: str = FORMAT_WEDOF) -> EventType:
+    """The registry's entry for an event name: exact name first, then its resource's ``.*`` entry."""
+    found = _BY_PATTERN.get((payload_format, event_type))
+    if found is None and "." in event_type:
+        found = _BY_PATTERN.get((payload_format, event_type.split(".", 1)[0] + ".*"))
+    if found is not None:
+        return found
+    what = "envelope event type" if payload_format == FORMAT_ENVELOPE else "event type"
+    return EventType(event_type, IGNORE, ignore_reason=f"unknown {what} {event_type!r}", payload_format=payload_format)
+
+
+# Column sizes of WebhookEvent (event_type, delivery_id).
 MAX_EVENT_TYPE_LENGTH = 120
 MAX_DELIVERY_ID_LENGTH = 200
-MAX_EXTERNAL_ID_LENGTH = 64
 
 # Printable ASCII without spaces: what an event name or a delivery id can reasonably be.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
-# A folder number is used as a path segment of a Wedof URL: letters, digits and a few separators,
-# never a slash or "..", so a hostile id cannot steer the worker to another endpoint.
-_EXTERNAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
 class DeliveryRejected(ValueError):
@@ -93,39 +129,11 @@ class ParsedDelivery:
         return self.disposition == IGNORE
 
 
-def classify_event(event_type: str, payload_format: str = FORMAT_WEDOF) -> tuple[str, str | None]:
-    """``(disposition, ignore_reason)`` for an event name in the given format."""
-    if payload_format == FORMAT_ENVELOPE:
-        if event_type in ENVELOPE_EVENT_TYPES:
-            return FETCH, None
-        return IGNORE, f"unknown envelope event type {event_type!r}"
-    resource = event_type.split(".", 1)[0]
-    if resource in APPLIED_RESOURCES and "." in event_type:
-        return APPLY, None
-    if resource in IGNORED_RESOURCES:
-        return IGNORE, IGNORED_RESOURCES[resource]
-    return IGNORE, f"unknown event type {event_type!r}"
-
-
 def derive_delivery_id(event_type: str, body: bytes) -> str:
     """A stable id for a delivery that came without one: the same event and bytes give the same id,
     so a re-sent identical delivery is recognised as a duplicate."""
     digest = hashlib.sha256(event_type.encode("utf-8") + b"\n" + bytes(body)).hexdigest()
     return f"sha256:{digest}"
-
-
-def normalise_external_id(value: Any) -> str | None:
-    """A folder externalId as a clean string (numbers accepted), or None when it is not a usable id."""
-    if isinstance(value, bool):  # bool is an int subclass; True is no folder number
-        return None
-    if isinstance(value, int):
-        value = str(value)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    if not value or len(value) > MAX_EXTERNAL_ID_LENGTH or not _EXTERNAL_ID.fullmatch(value):
-        return None
-    return value
 
 
 def folder_external_id(folder: Any) -> str:
@@ -134,13 +142,9 @@ def folder_external_id(folder: Any) -> str:
         raise DeliveryRejected("invalid_shape", "the body must be a JSON object (a Wedof registration folder)")
     if "externalId" not in folder:
         raise DeliveryRejected("missing_external_id", "the registration folder has no externalId")
-    external_id = normalise_external_id(folder["externalId"])
+    external_id = folder_number(folder["externalId"])
     if external_id is None:
-        raise DeliveryRejected(
-            "invalid_external_id",
-            f"the registration folder's externalId must be a non-empty string of at most {MAX_EXTERNAL_ID_LENGTH} "
-            "letters, digits or . _ : - characters",
-        )
+        raise DeliveryRejected("invalid_external_id", f"the registration folder's externalId must be {FOLDER_NUMBER_RULE}")
     return external_id
 
 
@@ -164,7 +168,8 @@ def parse_delivery(headers: Mapping[str, str], body: bytes) -> ParsedDelivery:
     if not isinstance(payload, dict):
         raise DeliveryRejected("invalid_shape", "the body must be a JSON object (the Wedof object the event is about)")
 
-    disposition, reason = classify_event(header_event, FORMAT_WEDOF)
+    kind = event_type_of(header_event, FORMAT_WEDOF)
+    disposition, reason = kind.disposition, kind.ignore_reason
     external_id = folder_external_id(payload) if disposition == APPLY else None
     delivery_id = header_delivery or derive_delivery_id(header_event, body)
     return ParsedDelivery(
@@ -183,7 +188,8 @@ def _parse_envelope(payload: dict, body: bytes, header_delivery: str | None) -> 
     event_type = payload["type"].strip()
     _check_token("invalid_event_type", "type", event_type, MAX_EVENT_TYPE_LENGTH)
     data = payload["data"]
-    disposition, reason = classify_event(event_type, FORMAT_ENVELOPE)
+    kind = event_type_of(event_type, FORMAT_ENVELOPE)
+    disposition, reason = kind.disposition, kind.ignore_reason
     external_id = _envelope_folder_id(data)
     if disposition == FETCH and external_id is None:
         raise DeliveryRejected(
@@ -211,7 +217,7 @@ def _envelope_folder_id(data: dict) -> str | None:
     folder = data.get("folder")
     for candidate in (data.get("externalId"), data.get("id"), folder.get("externalId") if isinstance(folder, dict) else None):
         if candidate is not None:
-            external_id = normalise_external_id(candidate)
+            external_id = folder_number(candidate)
             if external_id is None:
                 raise DeliveryRejected("invalid_external_id", "the envelope names its folder with an unusable id")
             return external_id

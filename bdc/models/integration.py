@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from bdc.models.base import Base, TimestampMixin
 from bdc.models.enums import EventStatus, SyncKind, SyncStatus, SyncTrigger, db_enum
 from bdc.models.host import Tenant
+from bdc.settings import get_settings
 from bdc.types import EncryptedString, utcnow
 
 
@@ -36,6 +37,12 @@ class WedofConnection(TimestampMixin, Base):
     last_sync_at: Mapped[datetime | None]
 
     tenant: Mapped[Tenant] = relationship()
+
+    @property
+    def webhook_url(self) -> str:
+        """Where Wedof must post this connection's deliveries (``PUBLIC_BASE_URL`` + the receiver's path)."""
+        base = f"{get_settings().public_base_url.rstrip('/')}/api/webhooks/wedof"
+        return base if self.is_env_default else f"{base}/{self.id}"
 
     def __repr__(self) -> str:  # never show secrets, even in a debugger or a log line
         return f"<WedofConnection id={self.id} tenant={self.tenant_id} enabled={self.enabled}>"

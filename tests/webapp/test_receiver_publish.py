@@ -1,4 +1,5 @@
-"""The receiver's direct Redis publish is the message Celery would send, and a real worker runs it."""
+"""The receiver's direct Redis publish is the message (and the ``task-sent`` event) Celery would send,
+and a real worker runs it. These tests fail when Celery or kombu change the format we imitate."""
 
 from __future__ import annotations
 
@@ -46,6 +47,45 @@ def test_envelope_equals_celery_send_task(receiver, redis_client):
     by_receiver, by_celery = redis_client.lrange(EVENTS_QUEUE, 0, -1)  # LPUSH: newest first
     assert json.loads(by_receiver)["headers"]["id"] == "by-receiver"
     assert _comparable(by_receiver) == _comparable(by_celery)
+
+
+def _events_published(redis_client, publish) -> list[dict]:
+    """Every Celery event published on the broker while ``publish()`` runs, decoded."""
+    import base64
+    import time
+
+    pubsub = redis_client.pubsub()
+    pubsub.psubscribe("*celeryev*")
+    pubsub.get_message(timeout=1)  # the subscription's own confirmation
+    publish()
+    messages, deadline = [], time.monotonic() + 2
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "pmessage":
+            envelope = json.loads(message["data"])
+            envelope["body"] = json.loads(base64.b64decode(envelope["body"]))
+            messages.append({"channel": message["channel"].decode(), **envelope})
+    pubsub.close()
+    return messages
+
+
+def test_the_task_sent_event_equals_celerys(receiver, redis_client):
+    """Flower sees a task the receiver sends exactly as one sent with send_task: same event, same channel."""
+    from webapp.dispatch import task_sender
+    from webapp.receiver.publisher import publish_process_event
+
+    sender = task_sender()
+    [by_celery] = _events_published(redis_client, lambda: sender.send_task(
+        PROCESS_EVENT, args=[41], queue=EVENTS_QUEUE, task_id="by-celery", ignore_result=True))
+    [by_receiver] = _events_published(redis_client, lambda: publish_process_event(41, "by-receiver"))
+    assert (by_celery["body"]["uuid"], by_receiver["body"]["uuid"]) == ("by-celery", "by-receiver")
+    assert by_receiver["body"]["clock"] > by_celery["body"]["clock"]  # the sender's own Lamport clock
+    for event in (by_celery, by_receiver):
+        for key in ("uuid", "root_id", "timestamp", "clock"):
+            event["body"].pop(key)
+        event["properties"].pop("delivery_tag")
+    assert by_receiver == by_celery
+    assert by_receiver["channel"].endswith(".celeryev/task.sent") and by_receiver["body"]["type"] == "task-sent"
 
 
 def test_a_real_celery_worker_runs_the_published_task(receiver, redis_client, redis_url, output_dir):

@@ -17,8 +17,10 @@ from wedof.events import (
     IGNORE,
     DeliveryRejected,
     ParsedDelivery,
-    classify_event,
+    EVENT_TYPES,
+    SUBSCRIBED_EVENTS,
     derive_delivery_id,
+    event_type_of,
     parse_delivery,
 )
 
@@ -67,9 +69,34 @@ def test_numeric_external_id_is_accepted_as_string():
     ("registrationFolderX.created", IGNORE),
 ])
 def test_wedof_event_classification(event, disposition):
-    got, reason = classify_event(event)
-    assert got == disposition
-    assert (reason is None) == (disposition != IGNORE)
+    kind = event_type_of(event)
+    assert kind.disposition == disposition
+    assert (kind.ignore_reason is None) == (disposition != IGNORE)
+    assert (kind.handler is None) == (disposition == IGNORE)
+
+
+@pytest.mark.parametrize("event, payload_format, disposition", [
+    ("stagiaire.created", FORMAT_ENVELOPE, FETCH),
+    ("bilan.completed", FORMAT_ENVELOPE, FETCH),
+    ("stagiaire.deleted", FORMAT_ENVELOPE, IGNORE),
+    ("registrationFolder.updated", FORMAT_ENVELOPE, IGNORE),  # a Wedof name is no envelope type
+    ("stagiaire.created", FORMAT_WEDOF, IGNORE),  # and an envelope name is no Wedof event
+])
+def test_classification_depends_on_the_format(event, payload_format, disposition):
+    assert event_type_of(event, payload_format).disposition == disposition
+
+
+def test_the_webhook_subscribes_to_every_folder_and_billing_event_the_registry_applies():
+    from wedof.mapping import BILLING_STATES, FOLDER_STATES
+
+    expected = ({f"registrationFolder.{s}" for s in ("created", "updated", *FOLDER_STATES)}
+                | {f"registrationFolderBilling.{s}" for s in BILLING_STATES})
+    assert set(SUBSCRIBED_EVENTS) == expected and len(SUBSCRIBED_EVENTS) == len(expected) == 24
+    # Every subscribed event is one the receiver applies, and the worker has a handler for it.
+    assert all(event_type_of(name).disposition == APPLY and event_type_of(name).handler for name in SUBSCRIBED_EVENTS)
+    # One entry per pattern and format: an event type is declared once.
+    keys = [(kind.payload_format, kind.pattern) for kind in EVENT_TYPES]
+    assert len(keys) == len(set(keys))
 
 
 def test_certification_sample_is_ignored_with_reason():

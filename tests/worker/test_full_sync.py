@@ -5,6 +5,7 @@ are answered, not crashed on."""
 from __future__ import annotations
 
 import pytest
+from celery.exceptions import Reject
 from sqlalchemy import select
 
 from bdc.db import session_scope
@@ -96,9 +97,12 @@ def test_a_second_concurrent_sync_is_skipped(stack_env, broker, sync_worker, san
     ["not-an-id"], [None], [-1], [987654321], [1, "everything"], [1, "all", "yes"], [1, "all", False, "x"],
     [1, "all", False, None, "whenever"],
 ])
-def test_bad_sync_arguments_are_answered_not_crashed_on(stack_env, broker, sync_worker, args):
-    result = broker.send_task(SYNC_CONNECTION, args=args, queue="sync").get(timeout=30)
-    assert result["status"] == "rejected" and result["reason"]
+def test_bad_sync_arguments_are_rejected_not_crashed_on(stack_env, broker, sync_worker, args):
+    result = broker.send_task(SYNC_CONNECTION, args=args, queue="sync")
+    with pytest.raises(Reject) as rejected:
+        result.get(timeout=30)
+    # The result backend records the Reject as the task's exception; Flower shows the task REJECTED.
+    assert rejected.value.requeue is False and ("must be" in rejected.value.reason or "unknown" in rejected.value.reason)
     assert sync_worker.alive()
 
 

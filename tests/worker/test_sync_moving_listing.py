@@ -13,12 +13,14 @@ sandbox over HTTP and the module's PostgreSQL and Redis) pages through the listi
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from bdc.db import session_scope
 from bdc.models import Enrollment, WedofConnection
+from bdc.settings import get_settings
 from tests.support.sandbox import running_sandbox
 from tests.worker.helpers import after_page, make_connection, sandbox_truth, truth_mismatches
 from wedof.client import WedofClient
@@ -120,7 +122,7 @@ def test_an_incremental_window_keeps_a_folder_that_changes_during_the_run(
     ages = by_age(sandbox)
     with session_scope() as session:  # a cursor just after the oldest folder: the window holds nearly all
         session.get(WedofConnection, connection_id).sync_cursor = (
-            datetime_utc(sandbox_truth(sandbox)[0]["lastUpdate"]).replace(year=2000) + sync_module.OVERLAP
+            datetime_utc(sandbox_truth(sandbox)[0]["lastUpdate"]).replace(year=2000) + timedelta(seconds=get_settings().sync_overlap_seconds)
         )
     # A folder already read (on page one) whose change lands a couple of seconds after the run began.
     change_after_page_one["change"] = [ages[0], ages[len(ages) // 2], ages[-5]]

@@ -7,11 +7,13 @@ the failure is a real Wedof 5xx answered by the sandbox's fault injection after 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
 from bdc.db import session_scope
 from bdc.models import SyncRun, SyncStatus
 from tests.support.sandbox import running_sandbox
 from tests.worker.helpers import after_page, make_connection
+from worker.policy import TaskFailed
 from worker.tasks import sync as sync_module
 
 FOLDERS = 250  # three pages of 100
@@ -50,11 +52,13 @@ def test_a_failed_run_shows_what_was_done_before_the_failure(stack_env, sandbox,
     # From page three on, every API call answers a 5xx.
     after_page(monkeypatch, 2, lambda: sandbox.control("PUT", "/faults", json={"error_rate": 1.0}))
     try:
-        result = sync_module.sync_connection(connection_id, "all", True, None, "manual")
+        with pytest.raises(TaskFailed, match="Wedof unavailable: HTTP 5"):
+            sync_module.sync_connection(connection_id, "all", True, None, "manual")
     finally:
         sandbox.control("PUT", "/faults", json={"error_rate": 0.0})
-    assert result["status"] == "failed" and "WedofServerError" in result["error"]
-    run = run_row(result["run_id"])
-    assert run.status == SyncStatus.FAILED and "WedofServerError" in run.error
+    with session_scope() as session:
+        run_id = session.scalar(select(func.max(SyncRun.id)).where(SyncRun.connection_id == connection_id))
+    run = run_row(run_id)
+    assert run.status == SyncStatus.FAILED and "HTTP 5" in run.error
     done = (0, 200) if held else (200, 0)  # (applied, unchanged) of the two pages read
     assert (run.pages, run.fetched, run.applied, run.unchanged) == (2, 200, *done)

@@ -20,7 +20,7 @@ from bdc.settings import SIGNATURE_ALGORITHMS
 from webapp.admin import bp
 from webapp.admin.common import db_session
 from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection
-from webapp.admin.serializers import connection_json, webhook_url
+from webapp.admin.serializers import connection_json
 from webapp.admin.validation import field, json_object, reject_unknown
 from webapp.auth import admin_required
 from webapp.dispatch import BrokerUnavailable, send_task
@@ -152,7 +152,7 @@ def rotate_secret():
         record_audit(session, actor=current_principal().actor, action="connection.secret_rotated",
                      tenant_id=tenant.id, target=("wedof_connection", connection.id),
                      details={"fields": ["webhook_secret"]})
-        url = webhook_url(connection)
+        url = connection.webhook_url
     forget_cached_connections()
     # Deliveries signed with the old secret are refused from now on: update Wedof right away
     # (or POST connection/register-webhook, which sends the new secret to Wedof).
@@ -172,7 +172,7 @@ def register_webhook():
                            "Set the API key and the webhook secret before registering the webhook.")
         record_audit(session, actor=current_principal().actor, action="connection.webhook_registration_requested",
                      tenant_id=tenant.id, target=("wedof_connection", connection.id))
-        connection_id, url = connection.id, webhook_url(connection)
+        connection_id, url = connection.id, connection.webhook_url
     try:
         task_id = send_task(REGISTER_WEBHOOK, [connection_id])
     except BrokerUnavailable:

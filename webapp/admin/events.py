@@ -1,20 +1,18 @@
 """The webhook inbox seen by admins: list, detail, and re-enqueue by id (audited).
 
-A retry is a compare-and-set on the row's status: only a failed event, or a received/queued one
-that has been waiting longer than ``STUCK_AFTER`` (its task was lost), goes back to ``queued``
-with a fresh task id that is stored before the task is published. Processed and processing
-events answer 409: re-running them would race with the worker or redo finished work.
+A retry is :func:`bdc.inbox.requeue`: only a failed event, or one that is stuck (the sweeper's own
+rule, ``BDC_SWEEP_*``: its task is presumed lost), goes back to ``queued`` with a fresh task id that
+is stored before the task is published. Processed events, and events a worker holds or is about to
+run, answer 409: re-running them would race with the worker or redo finished work.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
-
-from flask import current_app, jsonify
-from sqlalchemy import and_, or_, select, update
+from flask import jsonify
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bdc import inbox
 from bdc.audit import record_audit
 from bdc.models import EventStatus, WebhookEvent, WedofConnection
 from bdc.types import utcnow
@@ -29,23 +27,7 @@ from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from worker.task_names import PROCESS_EVENT
 
-DEFAULT_STUCK_AFTER = timedelta(minutes=5)
 MAX_BULK_RETRY = 500
-
-
-def stuck_after() -> timedelta:
-    return timedelta(seconds=current_app.config.get("WEDOF_STUCK_AFTER_SECONDS", DEFAULT_STUCK_AFTER.total_seconds()))
-
-
-def _retryable(now) -> object:
-    """SQL condition: failed, or received/queued for longer than the stuck delay."""
-    cutoff = now - stuck_after()
-    return or_(
-        WebhookEvent.status == EventStatus.FAILED,
-        and_(WebhookEvent.status == EventStatus.RECEIVED, WebhookEvent.received_at <= cutoff),
-        and_(WebhookEvent.status == EventStatus.QUEUED,
-             or_(WebhookEvent.queued_at.is_(None), WebhookEvent.queued_at <= cutoff)),
-    )
 
 
 def _tenant_events(session: Session):
@@ -84,23 +66,15 @@ def get_event(event_id: int):
 
 
 def _requeue(session: Session, event: WebhookEvent, actor: str, now) -> str | None:
-    """Compare-and-set the event back to queued with a new task id; None if it was not retryable."""
-    task_id = str(uuid.uuid4())
-    previous, previous_attempts = event.status.value, event.attempts
-    changed = session.execute(
-        update(WebhookEvent)
-        .where(WebhookEvent.id == event.id, _retryable(now))
-        # A manual retry starts a fresh series of attempts (as the worker does for a re-applied
-        # failed event); otherwise an event that failed after the last attempt would give up at once.
-        .values(status=EventStatus.QUEUED, task_id=task_id, queued_at=now, next_attempt_at=None, attempts=0,
-                status_reason="manual retry", updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not changed:
+    """Requeue a failed or stuck event with a new task id (audited); None if it is neither."""
+    requeued = inbox.requeue(session, event, failed_too=True, reason="manual retry", now=now)
+    if requeued is None:
         return None
     record_audit(session, actor=actor, action="event.retry", tenant_id=event.connection.tenant_id,
-                 target=("webhook_event", event.id), details={"from_status": previous, "previous_attempts": previous_attempts, "task_id": task_id})
-    return task_id
+                 target=("webhook_event", event.id),
+                 details={"from_status": requeued.from_status.value, "previous_attempts": requeued.previous_attempts,
+                          "task_id": requeued.task_id})
+    return requeued.task_id
 
 
 def _publish(pairs: list[tuple[int, str]]) -> list[int]:
@@ -128,10 +102,13 @@ def retry_event(event_id: int):
         task_id = _requeue(session, event, current_principal().actor, now)
         if task_id is None:
             state = event.status.value
-            if event.status in (EventStatus.RECEIVED, EventStatus.QUEUED):
-                message = f"The event is {state} and waiting for a worker; retry it once it is stuck or failed."
-            else:
+            if event.status in inbox.FINISHED:
                 message = f"The event is {state}; only failed or stuck events can be retried."
+            elif event.next_attempt_at is not None:
+                message = (f"The event is {state}, its next attempt is due at {event.next_attempt_at.isoformat()}; "
+                           "retry it once it is stuck or failed.")
+            else:
+                message = f"The event is {state} and a worker has it or soon will; retry it once it is stuck or failed."
             raise ApiError(409, "not_retryable", message, event_status=state)
     if _publish([(event_id, task_id)]):
         raise ApiError(503, "broker_unavailable",

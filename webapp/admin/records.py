@@ -29,18 +29,12 @@ from webapp.admin.validation import field, json_object, query_choice, query_text
 from webapp.auth import admin_required
 from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
+from wedof.mapping import DECLARATIONS, PROGRESS_ALLOWED_STATES
 from worker.task_names import DECLARE_IN_TRAINING, DECLARE_SERVICE_DONE, DECLARE_TERMINATED, PUSH_PROGRESS
 
 BILAN_CATEGORY = "bilan_competences"
-# Wedof accepts completionRate only on folders in these states.
-PROGRESS_STATES = ("inTraining", "terminated")
-# Target → (task, the Wedof states a folder may be in to make that transition). serviceDone also
-# works from inTraining: Wedof passes through terminated by itself.
-TRANSITIONS = {
-    "inTraining": (DECLARE_IN_TRAINING, ("accepted",)),
-    "terminated": (DECLARE_TERMINATED, ("inTraining",)),
-    "serviceDone": (DECLARE_SERVICE_DONE, ("inTraining", "terminated")),
-}
+# Target → the task that declares it; the states it is allowed from are the declaration's own.
+TRANSITIONS = {"inTraining": DECLARE_IN_TRAINING, "terminated": DECLARE_TERMINATED, "serviceDone": DECLARE_SERVICE_DONE}
 
 
 @bp.get("/stagiaires")
@@ -130,7 +124,7 @@ def push_progression(beneficiary_id: int):
                            f"This stagiaire has {len(linked)} Wedof folders; say which with enrollment_id.")
         if not enrollment.external_id:
             raise ApiError(409, "not_linked", "This enrollment has no Wedof folder.")
-        if enrollment.wedof_state not in PROGRESS_STATES:
+        if enrollment.wedof_state not in PROGRESS_ALLOWED_STATES:
             raise ApiError(409, "invalid_state",
                            f"Wedof accepts a progress only on folders in training or terminated; "
                            f"this folder is {enrollment.wedof_state or 'in an unknown state'}.",
@@ -151,7 +145,7 @@ def transition_bilan(enrollment_id: int):
     body = json_object()
     reject_unknown(body, {"to"})
     target = field(body, "to", str, choices=tuple(TRANSITIONS))
-    task, allowed_from = TRANSITIONS[target]
+    task, allowed_from = TRANSITIONS[target], sorted(DECLARATIONS[target].allowed_from)
     with db_session() as session:
         enrollment = get_by_id(session, Enrollment, enrollment_id)
         if enrollment is None:

@@ -7,11 +7,10 @@ from typing import Any
 
 from bdc.models import AuditLog, Beneficiary, Enrollment, Program, SyncRun, WebhookEvent, WedofConnection
 from bdc.settings import get_settings
+from webapp.receiver.storage import REDACTED, SENSITIVE_HEADER_WORDS
 
 BODY_PREVIEW_CHARS = 2000
 ERROR_PREVIEW_CHARS = 500
-# Header names whose values are credentials or proofs of them: shown as "[redacted]".
-_SENSITIVE_HEADER_PARTS = ("signature", "authorization", "api-key", "apikey", "secret", "token", "cookie")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -20,13 +19,6 @@ def iso(value: datetime | None) -> str | None:
 
 def enum_value(value: Any) -> Any:
     return getattr(value, "value", value)
-
-
-def webhook_url(connection: WedofConnection) -> str:
-    base = get_settings().public_base_url
-    if connection.is_env_default:
-        return f"{base}/api/webhooks/wedof"
-    return f"{base}/api/webhooks/wedof/{connection.id}"
 
 
 def flower_task_url(task_id: str | None) -> str | None:
@@ -47,7 +39,7 @@ def connection_json(connection: WedofConnection) -> dict[str, Any]:
         "is_env_default": connection.is_env_default,
         "rate_limit_per_second": connection.rate_limit_per_second,
         "wedof_webhook_id": connection.wedof_webhook_id,
-        "webhook_url": webhook_url(connection),
+        "webhook_url": connection.webhook_url,
         "sync_cursor": iso(connection.sync_cursor),
         "last_sync_at": iso(connection.last_sync_at),
         "created_at": iso(connection.created_at),
@@ -114,8 +106,8 @@ def safe_headers(headers: dict | None) -> dict[str, str]:
     shown: dict[str, str] = {}
     for name, value in (headers or {}).items():
         lowered = str(name).lower()
-        sensitive = any(part in lowered for part in _SENSITIVE_HEADER_PARTS)
-        shown[str(name)] = "[redacted]" if sensitive else str(value)[:500]
+        sensitive = any(part in lowered for part in SENSITIVE_HEADER_WORDS)
+        shown[str(name)] = REDACTED if sensitive else str(value)[:500]
     return shown
 
 

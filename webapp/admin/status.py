@@ -17,7 +17,7 @@ from webapp.admin import bp
 from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant, tenant_connection
-from webapp.admin.serializers import connection_json, sync_run_json, webhook_url
+from webapp.admin.serializers import connection_json, sync_run_json
 from webapp.admin.validation import field, json_object, query_choice, reject_unknown
 from webapp.auth import admin_required
 from webapp.dispatch import BrokerUnavailable, send_task
@@ -29,8 +29,8 @@ from worker.task_names import EVENTS_QUEUE, SYNC_CONNECTION, SYNC_QUEUE
 log = logging.getLogger(__name__)
 
 # The original notes' names are accepted too and mean the same sync.
-SYNC_TYPES = {"all": "all", "stagiaires": "stagiaires", "beneficiaries": "stagiaires",
-              "formations": "formations", "programs": "formations"}
+SYNC_TYPES = {"all": SyncKind.ALL, "stagiaires": SyncKind.STAGIAIRES, "beneficiaries": SyncKind.STAGIAIRES,
+              "formations": SyncKind.FORMATIONS, "programs": SyncKind.FORMATIONS}
 LIVE_CHECK_TIMEOUT = (3.0, 3.0)
 
 
@@ -85,7 +85,7 @@ def status():
             error=error,
             wedof_user=who,
             connection=connection_json(connection),
-            webhook_url=webhook_url(connection),
+            webhook_url=connection.webhook_url,
             last_sync=sync_run_json(last_run) if last_run else None,
             events_by_status={status.value: counts.get(status, 0) for status in EventStatus},
         )

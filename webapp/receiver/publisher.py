@@ -2,19 +2,18 @@
 
 The message is built by Celery itself (``amqp.create_task_message``, protocol 2, from the shared
 sender of :mod:`webapp.dispatch`) once per thread as a template, checked against a message Celery
-builds for a real delivery, and filled in with each delivery's ids; it is then pushed onto the queue's Redis list the way kombu's Redis
-transport does (one ``LPUSH`` of its JSON envelope) with a pooled redis-py client. Going through
-``send_task`` instead costs ~1.5 ms of CPU per delivery (kombu creates a Redis client object per
-command, wraps each publish in retry machinery and sends a second "task-sent" message): most
-of the receiver's budget (see bench/webhook_ingest.py). Tests compare the envelope with the one
-``send_task`` produces and have a real Celery worker run it.
+builds for a real delivery, and filled in with each delivery's ids; it is then pushed onto the
+queue's Redis list the way kombu's Redis transport does (one ``LPUSH`` of its JSON envelope), and
+Celery's ``task-sent`` monitoring event (built by Celery's ``Event``) is published on the events
+channel in the same round trip, so Flower shows the task from the moment it is sent, as for any
+``send_task``. Going through ``send_task`` itself costs a third of the receiver's throughput
+(kombu's per-command client objects and retry wrappers; measured with bench/webhook_ingest.py:
+0.21–0.27× the bare endpoint against 0.29–0.40× for this path, same runs). Tests compare both
+messages with the ones ``send_task`` produces and have a real Celery worker run the task.
 
-What this path leaves out: the ``task-sent`` monitoring event (Flower sees the task once a worker
-receives it; until then the inbox row, ``queued`` with its task id, is the record) and Celery's
-publish signals. For any broker other than plain Redis it falls back to ``send_task``.
-
-A dead broker fails fast (1 s connect timeout, one retry), so the request is still answered 202
-with the event kept for the sweeper.
+What this path leaves out: Celery's publish signals. For any broker other than plain Redis it falls
+back to ``send_task``. A dead broker fails fast (1 s connect timeout, one retry), so the request is
+still answered 202 with the event kept for the sweeper.
 """
 
 from __future__ import annotations
@@ -22,10 +21,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import uuid
 
 import redis
+from celery.events.event import Event
+from celery.utils.nodenames import anon_nodename
+from celery.utils.time import utcoffset
 
 from webapp.dispatch import BrokerUnavailable, task_sender
 from worker.task_names import PROCESS_EVENT, QUEUE_OF
@@ -46,10 +49,12 @@ def publish_process_event(event_id: int, task_id: str) -> None:
     if client is None:
         _publish_with_send_task(sender, event_id, task_id)
         return
-    envelope = redis_envelope(sender, event_id, task_id)
+    commands = [("LPUSH", QUEUE, redis_envelope(sender, event_id, task_id))]
+    if sender.conf.task_send_sent_event:
+        commands.append(("PUBLISH", _sent_event_channel(client), sent_event_envelope(sender, event_id, task_id)))
     for attempt in (1, 2):  # a pooled connection the broker dropped is replaced once
         try:
-            _lpush(client, envelope)
+            _send(client, commands)
             return
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if attempt == 2:
@@ -142,16 +147,62 @@ class _EnvelopeTemplate:
                 .replace(_BODY_MARK, body).replace(_TAG_MARK, delivery_tag))
 
 
-def _lpush(client: redis.Redis, envelope: str) -> None:
-    # One command on a pooled connection, without redis-py's per-command client machinery
-    # (retry wrapper, option parsing): our caller already retries once on a fresh connection.
+def sent_event_envelope(sender, event_id: int, task_id: str, delivery_tag: str | None = None) -> str:
+    """The ``task-sent`` event ``send_task`` publishes for this task, as kombu's Redis transport stores it.
+
+    Fields as ``amqp.send_task_message`` fills them, made into an event by Celery's own ``Event``
+    with the sender's clock, as ``EventDispatcher.publish`` does.
+    """
+    *_, fields = sender.amqp.create_task_message(task_id, PROCESS_EVENT, [event_id], {}, ignore_result=True,
+                                                  create_sent_event=True)
+    fields.update(queue=QUEUE, exchange="", routing_key=QUEUE)
+    hostname = anon_nodename()
+    event = Event("task-sent", hostname=hostname, utcoffset=utcoffset(), pid=os.getpid(),
+                  clock=sender.clock.forward(), **fields)
+    return json.dumps({
+        "body": base64.b64encode(json.dumps(event).encode("utf-8")).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"hostname": hostname},
+        "properties": {
+            "delivery_mode": 1,  # events are transient
+            "delivery_info": {"exchange": "celeryev", "routing_key": "task.sent"},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": delivery_tag or str(uuid.uuid4()),
+        },
+    })
+
+
+def _sent_event_channel(client: redis.Redis) -> str:
+    # kombu's fanout topic for the "celeryev" exchange: "/<db>.celeryev/<routing key>".
+    return f"/{client.connection_pool.connection_kwargs.get('db', 0)}.celeryev/task.sent"
+
+
+def _send(client: redis.Redis, commands: list[tuple]) -> None:
+    """The commands in one round trip on a pooled connection; an error of the first one raises.
+
+    No redis-py per-command client machinery (retry wrapper, option parsing): our caller already
+    retries once on a fresh connection. Only the first command (the task) matters: a refused event
+    costs Flower a line, never the task.
+    """
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
-        connection.send_command("LPUSH", QUEUE, envelope)
-        connection.read_response()
+        connection.send_packed_command(connection.pack_commands(commands))
+        first_error = None
+        for position, _command in enumerate(commands):
+            try:
+                connection.read_response()
+            except redis.ResponseError as exc:  # the broker answered (e.g. OOM): the connection is in step
+                if position == 0:
+                    first_error = exc
+                else:
+                    log.warning("broker refused the task-sent event: %s", exc)
+        if first_error is not None:
+            raise first_error
     except redis.ResponseError:
-        raise  # the broker answered (e.g. OOM): the connection is still in step
+        raise
     except BaseException:
         connection.disconnect()  # never hand back a connection with a reply left unread
         raise

@@ -10,14 +10,9 @@ Order of the checks, and why:
 5. publishing ``PROCESS_EVENT`` by name (:mod:`webapp.receiver.publisher`). A broker outage does
    not fail the request: the event is durable, answered 202 and left ``received`` for the sweeper.
 
-Status after publishing: the task id is generated before the INSERT and the row is inserted
-already ``queued`` (with that task id and ``queued_at``), exactly as the sweeper records a row
-before it publishes. When the publish succeeds nothing more is written: one statement per
-delivery. When it fails the row is put back to ``received`` (compare-and-set on our task id), so
-the sweeper enqueues it within seconds. A crash between INSERT and publish leaves a ``queued`` row
-without a message; the sweeper re-sends such rows after ``BDC_SWEEP_QUEUED_AFTER``: later, not lost.
-We chose this over "insert received, publish, then UPDATE to queued" because the flip cost one
-more database round trip on every delivery (measured: see bench/webhook_ingest.py).
+The row's moves belong to :mod:`bdc.inbox`: it is inserted already ``queued`` with the task id
+the publish then uses (one statement per delivery), and put back to ``received`` only when the
+publish fails (:func:`bdc.inbox.unpublished`), so the sweeper enqueues it within seconds.
 """
 
 from __future__ import annotations
@@ -31,18 +26,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
+from bdc import inbox
 from bdc.crypto import SecretDecryptionError
 from webapp.dispatch import BrokerUnavailable
 from webapp.errors import ApiError
 from webapp.receiver.connections import ReceivingConnection, find_connection, forget_cached_connections
-from webapp.receiver.inbox import (
-    StoredEvent,
-    headers_to_store,
-    mark_not_queued,
-    run_with_reconnect,
-    store_delivery,
-)
 from webapp.receiver.publisher import publish_process_event
+from webapp.receiver.storage import headers_to_store, run_with_reconnect
 from wedof.events import SIGNATURE_HEADER, DeliveryRejected, ParsedDelivery, parse_delivery
 from wedof.signatures import verify_signature
 
@@ -165,11 +155,13 @@ def _check_signature(connection: ReceivingConnection, body: bytes) -> None:
 
 def _store_and_enqueue(database_url: str, connection: ReceivingConnection, delivery: ParsedDelivery, body: bytes,
                        context: dict):
-    headers = headers_to_store(request.headers, connection.webhook_secret)
-    text = body.decode("utf-8")
+    new = inbox.NewDelivery(
+        connection_id=connection.id, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
+        payload_format=delivery.payload_format, folder_external_id=delivery.folder_external_id,
+        ignore_reason=(delivery.ignore_reason or "ignored") if delivery.ignored else None,
+        headers=headers_to_store(request.headers, connection.webhook_secret), body=body.decode("utf-8"))
     try:
-        stored = run_with_reconnect(
-            database_url, lambda conn: store_delivery(conn, connection.id, delivery, headers=headers, body=text))
+        stored = run_with_reconnect(database_url, lambda conn: inbox.store(conn, new))
     except IntegrityError:
         # The connection vanished between lookup and INSERT (foreign key): it no longer exists.
         forget_cached_connections()
@@ -184,7 +176,7 @@ def _store_and_enqueue(database_url: str, connection: ReceivingConnection, deliv
     if _enqueue(stored):
         return _json({"status": "accepted", "event_id": stored.event_id}), 202, "accepted"
     try:
-        run_with_reconnect(database_url, lambda conn: mark_not_queued(conn, stored.event_id, stored.task_id))
+        run_with_reconnect(database_url, lambda conn: inbox.unpublished(conn, stored.event_id, stored.task_id))
     except SQLAlchemyError:
         # Still durable: left "queued", the sweeper re-sends it after its longer threshold.
         log.warning("could not mark event %s as not queued", stored.event_id)
@@ -196,7 +188,7 @@ def _json(payload: dict):
     return current_app.response_class(json.dumps(payload), mimetype="application/json")
 
 
-def _enqueue(stored: StoredEvent) -> bool:
+def _enqueue(stored: inbox.StoredEvent) -> bool:
     try:
         publish_process_event(stored.event_id, stored.task_id)
     except BrokerUnavailable:

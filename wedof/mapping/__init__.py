@@ -12,14 +12,22 @@ record the reason, do not retry); a database error (``IntegrityError`` from a co
 from wedof.mapping.apply import ApplyResult, apply_folder, apply_folders, beneficiary_status_for
 from wedof.mapping.folder import KINDS, FolderData, FolderReading, FolderRejected, read_folder, read_folders
 from wedof.mapping.states import (
+    BILLING_STATES,
+    DECLARATIONS,
     ENROLLMENT_STATUS_BY_STATE,
+    FOLDER_STATES,
     PROGRESS_ALLOWED_STATES,
     REPORT_STATES,
+    Declaration,
     enrollment_status_for,
 )
 
 __all__ = [
+    "BILLING_STATES",
+    "DECLARATIONS",
+    "Declaration",
     "ENROLLMENT_STATUS_BY_STATE",
+    "FOLDER_STATES",
     "PROGRESS_ALLOWED_STATES",
     "REPORT_STATES",
     "enrollment_status_for",

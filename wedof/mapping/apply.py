@@ -59,6 +59,7 @@ from bdc.models import (
     EvaluationStatus,
     Program,
     ProgramStatus,
+    SyncKind,
     User,
     UserRole,
 )
@@ -145,7 +146,7 @@ def beneficiary_status_for(
 
 
 def apply_folder(
-    session: Session, tenant_id: int, folder: Any, *, kind: str = "all", trust_last_update: bool = False
+    session: Session, tenant_id: int, folder: Any, *, kind: SyncKind = SyncKind.ALL, trust_last_update: bool = False
 ) -> ApplyResult:
     """Apply one folder; raises :class:`FolderRejected` (nothing written) when it cannot be applied."""
     result = apply_folders(session, tenant_id, [folder], kind=kind, trust_last_update=trust_last_update)[0]
@@ -159,7 +160,7 @@ def apply_folders(
     tenant_id: int,
     folders: Sequence[Any],
     *,
-    kind: str = "all",
+    kind: SyncKind = SyncKind.ALL,
     trust_last_update: bool = False,
     readings: Sequence[FolderReading] | None = None,
 ) -> list[ApplyResult | FolderRejected]:
@@ -269,14 +270,14 @@ def _same_version(
     for external_id, enrollment_id, beneficiary_id, program_id, last_update, overflow, holder_id in rows:
         if last_update != held[external_id][0]:
             continue
-        if overflow is not None and kind != "formations" and (held[external_id][1] != overflow or holder_id is None):
+        if overflow is not None and kind != SyncKind.FORMATIONS and (held[external_id][1] != overflow or holder_id is None):
             continue  # the attendee wants another address now, or the one kept aside is free: compare
         same[external_id] = ApplyResult(
             external_id,
             UNCHANGED,
-            enrollment_id if kind == "all" else None,
-            beneficiary_id if kind != "formations" else None,
-            program_id if kind != "stagiaires" else None,
+            enrollment_id if kind == SyncKind.ALL else None,
+            beneficiary_id if kind != SyncKind.FORMATIONS else None,
+            program_id if kind != SyncKind.STAGIAIRES else None,
         )
     results: dict[int, ApplyResult] = {}
     for external_id, result in same.items():
@@ -487,7 +488,7 @@ class _Page:
             if enrollment["external_id"] in self.folder_ids:
                 self.enrollments[enrollment["external_id"]] = enrollment
             self.beneficiary_enrollments.append(enrollment)
-        if self.kind == "all":
+        if self.kind == SyncKind.ALL:
             keys = [completion_evaluation_key(i) for i in folder_ids]
             for row in session.execute(lookups.evaluations, {"tenant_id": tenant, "keys": keys}).all():
                 self.evaluations[row.external_id] = row._asdict()
@@ -516,7 +517,7 @@ class _Page:
         replaced = {
             data.external_id
             for data, fresh in zip(self.folders, self.fresh, strict=True)
-            if fresh and self.kind == "all"
+            if fresh and self.kind == SyncKind.ALL
         }
         attendee_of = {row["id"]: external_id for external_id, row in self.beneficiaries.items()}
         statuses: dict[str, list[EnrollmentStatus]] = defaultdict(list)
@@ -524,7 +525,7 @@ class _Page:
             if enrollment["external_id"] not in replaced and enrollment["beneficiary_id"] in attendee_of:
                 statuses[attendee_of[enrollment["beneficiary_id"]]].append(enrollment["status"])
         for data, fresh in zip(self.folders, self.fresh, strict=True):
-            if fresh and self.kind == "all" and data.attendee is not None:
+            if fresh and self.kind == SyncKind.ALL and data.attendee is not None:
                 statuses[data.attendee.external_id].append(data.status)
         return statuses
 
@@ -537,14 +538,14 @@ class _Page:
         for i, data in self._applied_copies_in_page_order():
             if data.attendee is not None:
                 made, edited = self._upsert_attendee(data.attendee)
-                created[i] |= made and self.kind == "stagiaires"
+                created[i] |= made and self.kind == SyncKind.STAGIAIRES
                 changed[i] |= made or edited
             if data.program is not None:
                 made, edited = self._upsert_program(data.program)
-                created[i] |= made and self.kind == "formations"
+                created[i] |= made and self.kind == SyncKind.FORMATIONS
                 changed[i] |= made or edited
         self._write_people_and_programs()
-        if self.kind == "all":
+        if self.kind == SyncKind.ALL:
             # Level 2: enrollments need their beneficiary and program ids.
             for i, plan in enumerate(self.plans):
                 if fresh[i]:
@@ -777,7 +778,7 @@ class _Page:
         return True
 
     def _result(self, data: FolderData, fresh: bool, created: bool, changed: bool) -> ApplyResult:
-        enrollment = self.enrollments.get(data.external_id) if self.kind == "all" else None
+        enrollment = self.enrollments.get(data.external_id) if self.kind == SyncKind.ALL else None
         beneficiary = self.beneficiaries.get(data.attendee.external_id) if data.attendee else None
         program = self.programs.get(data.program.external_id) if data.program else None
         outcome = STALE if not fresh else CREATED if created else UPDATED if changed else UNCHANGED

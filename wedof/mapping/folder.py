@@ -14,16 +14,13 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from bdc.models.enums import EnrollmentStatus
+from bdc.models.enums import EnrollmentStatus, SyncKind
+from wedof.ids import folder_number
 from wedof.mapping import values
 from wedof.mapping.states import REPORT_STATE_DATE_KEYS, enrollment_status_for
 
-KINDS = ("all", "stagiaires", "formations")
+KINDS = tuple(SyncKind)
 
-# A folder number: the same alphabet the webhook parser accepts. Derived keys append up to 12
-# characters (":bilan-report") and must still fit the 64-character external_id columns.
-_FOLDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
-MAX_FOLDER_ID_LENGTH = 52
 MAX_ATTENDEE_ID_LENGTH = 64
 MAX_PROGRAM_ID_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 4000
@@ -85,7 +82,7 @@ class FolderData:
     program: ProgramData | None
 
 
-def read_folder(folder: Any, kind: str = "all") -> FolderData:
+def read_folder(folder: Any, kind: SyncKind = SyncKind.ALL) -> FolderData:
     """Clean data for one folder, or :class:`FolderRejected` saying why it cannot be applied."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")  # a caller bug, not bad data
@@ -125,7 +122,7 @@ class FolderReading:
     data: FolderData | FolderRejected | None  # None: not read yet (done when needed)
 
 
-def read_folders(folders: Sequence[Any], kind: str = "all", *, in_full: bool = True) -> list[FolderReading]:
+def read_folders(folders: Sequence[Any], kind: SyncKind = SyncKind.ALL, *, in_full: bool = True) -> list[FolderReading]:
     """Read a page ahead of applying it (a sync reads the next page while the database works).
 
     ``in_full=False`` reads only each folder's version: enough when most folders turn out to be
@@ -138,7 +135,7 @@ def read_folders(folders: Sequence[Any], kind: str = "all", *, in_full: bool = T
     ]
 
 
-def read_or_reject(folder: Any, kind: str = "all") -> FolderData | FolderRejected:
+def read_or_reject(folder: Any, kind: SyncKind = SyncKind.ALL) -> FolderData | FolderRejected:
     """:func:`read_folder`, with the rejection returned rather than raised (one per page slot)."""
     try:
         return read_folder(folder, kind)
@@ -153,9 +150,9 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
     history = _mapping(folder.get("history"))
     state = values.short_text(folder.get("state"), 64)
     attendee = program = None
-    if kind in ("all", "stagiaires"):
+    if kind in (SyncKind.ALL, SyncKind.STAGIAIRES):
         attendee = _attendee(folder.get("attendee"), external_id)
-    if kind in ("all", "formations"):
+    if kind in (SyncKind.ALL, SyncKind.FORMATIONS):
         program = _program(folder.get("trainingActionInfo"), external_id)
     report_key = REPORT_STATE_DATE_KEYS.get(state or "")
     return FolderData(
@@ -179,19 +176,12 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
 
 
 def _folder_id(value: Any) -> str:
-    if type(value) is not str:  # a number, or anything hostile
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            raise FolderRejected("no externalId: not a registration folder")
-    value = value.strip()
-    if not value:
+    number = folder_number(value)
+    if number is not None:
+        return number
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
         raise FolderRejected("no externalId: not a registration folder")
-    if len(value) > MAX_FOLDER_ID_LENGTH or not (
-        (value.isascii() and value.isalnum()) or _FOLDER_ID.fullmatch(value)  # a plain number needs no regex
-    ):
-        raise FolderRejected(f"externalId {value[:80]!r} is not a folder number")
-    return value
+    raise FolderRejected(f"externalId {str(value)[:80]!r} is not a folder number")
 
 
 def _is_mapping(value: Any) -> bool:

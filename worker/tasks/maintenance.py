@@ -2,29 +2,28 @@
 
 The sweeper is what makes "nothing acknowledged is lost" true when the broker is not: an event the
 receiver stored but could not enqueue (Redis down), a message lost with a Redis restart, a retry
-parked in the table, or a row left ``processing`` by a worker that died, is enqueued again under a
-NEW task id (stored on the row first). A double enqueue is harmless: ``process_event`` claims the
-row with a compare-and-set.
-
-Thresholds (seconds) come from the task's keyword arguments, else the environment
-(``BDC_SWEEP_RECEIVED_AFTER`` 10, ``BDC_SWEEP_QUEUED_AFTER`` 300, ``BDC_SWEEP_PROCESSING_AFTER`` 600,
-``BDC_SWEEP_BATCH`` 500), so tests and the chaos run can use short ones.
+parked in the table, or a row left ``processing`` by a worker that died, is :func:`bdc.inbox.stuck`
+and requeued under a NEW task id (stored on the row first). A double enqueue is harmless:
+``process_event`` claims the row with a compare-and-set. The thresholds are ``BDC_SWEEP_*``, the
+same ones the admin API's retry obeys; a task argument may shorten them (tests, the chaos run).
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import select
 
+from bdc import inbox
 from bdc.audit import record_audit
 from bdc.db import session_scope
-from bdc.models import EventStatus, WebhookEvent, WedofConnection
+from bdc.models import EventStatus, WedofConnection
 from bdc.settings import get_settings
-from wedof.errors import WedofError
+from bdc.types import utcnow
+from wedof.events import SUBSCRIBED_EVENTS
 from worker.celery_app import app
 from worker.connections import ConnectionNotUsable, client_for
+from worker.policy import BadTaskArgument, Failure, PermanentError, PolicyTask, Report, as_id, log
 from worker.task_names import (
     PROCESS_EVENT,
     PURGE_RAW_BODIES,
@@ -33,122 +32,60 @@ from worker.task_names import (
     SWEEP_INBOX,
     SYNC_CONNECTION,
 )
-from worker.tasks.common import MAX_COUNTDOWN, BadTaskArgument, as_id, backoff_seconds, log, short, utcnow
-
-# The registration-folder events of wedof-api.md §5: the folder is the truth, whatever the event.
-# Every event the folder rules apply: state changes and billing changes both carry the whole folder.
-REGISTRATION_FOLDER_EVENTS = tuple(
-    f"registrationFolder.{name}"
-    for name in (
-        "created", "updated", "notProcessed", "validated", "waitingAcceptation", "accepted", "inTraining",
-        "terminated", "serviceDoneDeclared", "serviceDoneValidated", "canceledByAttendee",
-        "canceledByAttendeeNotRealized", "canceledByOrganism", "canceledByFinancer",
-        "rejectedWithoutTitulaireSuite", "refusedByAttendee", "refusedByOrganism", "refusedByFinancer",
-    )
-) + tuple(
-    f"registrationFolderBilling.{name}"
-    for name in ("notBillable", "depositWait", "depositPaid", "toBill", "billed", "paid")
-)
 
 
-def _threshold(value: float | None, name: str, default: float) -> float:
+def _seconds(value, name: str, default: float, maximum: float = 7 * 24 * 3600) -> float:
     """A task argument when given (checked: it may come from Flower), else the configured default."""
     if value is None:
         return float(default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 7 * 24 * 3600:
-        raise BadTaskArgument(f"{name} must be a number of seconds, got {str(value)[:40]!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= maximum:
+        raise BadTaskArgument(f"{name} must be a number between 0 and {maximum:g}, got {str(value)[:40]!r}")
     return float(value)
 
 
-def _due_conditions(received_after: float, queued_after: float, processing_after: float):
+@app.task(base=PolicyTask, bind=True, name=SWEEP_INBOX)
+def sweep_inbox(self, received_after=None, queued_after=None, processing_after=None, batch=None):
+    """Requeue the stuck inbox rows (at most ``batch`` per run); returns how many were sent."""
+    settings, defaults = get_settings(), inbox.thresholds()
+    limits = inbox.Thresholds(_seconds(received_after, "received_after", defaults.received_after),
+                              _seconds(queued_after, "queued_after", defaults.queued_after),
+                              _seconds(processing_after, "processing_after", defaults.processing_after))
+    batch = int(_seconds(batch, "batch", settings.sweep_batch, 100_000)) or 1
     now = utcnow()
-    received_cutoff = now - timedelta(seconds=received_after)
-    queued_cutoff = now - timedelta(seconds=queued_after)
-    processing_cutoff = now - timedelta(seconds=processing_after)
-    received = and_(
-        WebhookEvent.status == EventStatus.RECEIVED,
-        or_(and_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.received_at <= received_cutoff),
-            WebhookEvent.next_attempt_at <= now),
-    )
-    # A queued row's message may have been lost (Redis restart); a parked retry is due at next_attempt_at.
-    queued = and_(
-        WebhookEvent.status == EventStatus.QUEUED,
-        func.coalesce(WebhookEvent.next_attempt_at, WebhookEvent.queued_at, WebhookEvent.received_at) <= queued_cutoff,
-    )
-    stuck = and_(WebhookEvent.status == EventStatus.PROCESSING, WebhookEvent.started_at <= processing_cutoff)
-    return or_(received, queued, stuck)
-
-
-@app.task(name=SWEEP_INBOX)
-def sweep_inbox(received_after=None, queued_after=None, processing_after=None, batch=None):
-    """Re-enqueue due inbox rows (at most ``batch`` per run); returns how many were sent."""
-    try:
-        settings = get_settings()
-        received_after = _threshold(received_after, "received_after", settings.sweep_received_after)
-        queued_after = _threshold(queued_after, "queued_after", settings.sweep_queued_after)
-        processing_after = _threshold(processing_after, "processing_after", settings.sweep_processing_after)
-        batch = int(_threshold(batch, "batch", settings.sweep_batch)) or 1
-    except (BadTaskArgument, ValueError) as exc:
-        log.error("sweep_inbox called with a bad argument: %s", exc)
-        return {"status": "rejected", "reason": str(exc)}
     with session_scope() as session:
-        candidates = session.execute(
-            select(WebhookEvent.id, WebhookEvent.status)
-            .where(_due_conditions(received_after, queued_after, processing_after))
-            .order_by(WebhookEvent.id)
-            .limit(batch)
-        ).all()
+        candidates = inbox.due_for_sweep(session, batch, now, limits)
     sent = 0
-    for event_id, status in candidates:
-        task_id = str(uuid.uuid4())
+    for event in candidates:
         with session_scope() as session:
-            # Compare-and-set on the status we saw: a worker that claimed it meanwhile wins.
-            moved = session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id == event_id, WebhookEvent.status == status,
-                       _due_conditions(received_after, queued_after, processing_after))
-                .values(status=EventStatus.QUEUED, task_id=task_id, queued_at=utcnow(), next_attempt_at=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        if not moved:
-            continue
+            requeued = inbox.requeue(session, event, failed_too=False, now=now, limits=limits)
+        if requeued is None:
+            continue  # a worker claimed it meanwhile
         try:
-            app.send_task(PROCESS_EVENT, args=[event_id], task_id=task_id)
-        except Exception as exc:  # broker away: the row stays queued and the next sweep tries again
-            log.warning("sweep_inbox: could not enqueue event %s (%s); will retry", event_id, type(exc).__name__)
+            app.send_task(PROCESS_EVENT, args=[event.id], task_id=requeued.task_id)
+        except Exception as exc:  # noqa: BLE001 - broker away: the row stays queued, the next sweep tries again
+            log.warning("sweep_inbox: could not enqueue event %s (%s); will retry", event.id, type(exc).__name__)
             break
         sent += 1
-        if status != EventStatus.RECEIVED:
-            log.info("sweep_inbox: re-enqueued %s event %s as task %s", status.value, event_id, task_id)
+        if requeued.from_status != EventStatus.RECEIVED:
+            log.info("sweep_inbox: re-enqueued %s event %s as task %s", requeued.from_status.value, event.id,
+                     requeued.task_id)
     return {"status": "ok", "candidates": len(candidates), "sent": sent}
 
 
-@app.task(name=PURGE_RAW_BODIES)
-def purge_raw_bodies(retention_days=None):
-    """Null the raw body of processed/ignored events older than RAW_BODY_RETENTION_DAYS."""
-    days = retention_days if retention_days is not None else get_settings().raw_body_retention_days
-    if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
-        log.error("purge_raw_bodies called with a bad retention: %r", str(days)[:40])
-        return {"status": "rejected", "reason": "retention_days must be a non-negative number"}
-    now = utcnow()
-    cutoff = now - timedelta(days=days)
+@app.task(base=PolicyTask, bind=True, name=PURGE_RAW_BODIES)
+def purge_raw_bodies(self, retention_days=None):
+    """Drop the raw body of processed/ignored events older than RAW_BODY_RETENTION_DAYS."""
+    days = _seconds(retention_days, "retention_days", get_settings().raw_body_retention_days, 100 * 365)
     with session_scope() as session:
-        purged = session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.status.in_((EventStatus.PROCESSED, EventStatus.IGNORED)),
-                   WebhookEvent.body.is_not(None),
-                   func.coalesce(WebhookEvent.processed_at, WebhookEvent.received_at) < cutoff)
-            .values(body=None, body_purged_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        purged = inbox.purge_raw_bodies(session, utcnow() - timedelta(days=days))
         if purged:
             record_audit(session, actor="worker", action="inbox.raw_bodies_purged",
                          details={"count": purged, "retention_days": days})
     return {"status": "ok", "purged": purged}
 
 
-@app.task(name=SCHEDULE_SYNCS)
-def schedule_syncs():
+@app.task(base=PolicyTask, bind=True, name=SCHEDULE_SYNCS)
+def schedule_syncs(self):
     """One incremental ``sync_connection`` per enabled connection that has an API key."""
     with session_scope() as session:
         connections = session.execute(
@@ -166,46 +103,42 @@ def schedule_syncs():
     return {"status": "ok", "connections": sent}
 
 
-def webhook_url(connection: WedofConnection) -> str:
-    base = get_settings().public_base_url.rstrip("/")
-    return f"{base}/api/webhooks/wedof" if connection.is_env_default else f"{base}/api/webhooks/wedof/{connection.id}"
+class RegistrationReport(Report):
+    """A registration's failures go to the audit log, on the connection."""
+
+    def __init__(self, connection_id: int, tenant_id: int):
+        self.connection_id, self.tenant_id = connection_id, tenant_id
+
+    def failed(self, failure: Failure) -> None:
+        with session_scope() as session:
+            record_audit(session, actor="worker", action="wedof.webhook_registration_failed",
+                         tenant_id=self.tenant_id, target=("wedof_connection", self.connection_id),
+                         details={"error": failure.reason, **failure.details})
 
 
-@app.task(bind=True, name=REGISTER_WEBHOOK, max_retries=5)
+@app.task(base=PolicyTask, bind=True, name=REGISTER_WEBHOOK, max_retries=5)
 def register_webhook(self, connection_id):
     """Create the Wedof webhook of a connection (our URL, its secret) and store its id."""
-    try:
-        connection_id = as_id(connection_id, "connection_id")
-    except BadTaskArgument as exc:
-        log.error("register_webhook called with a bad argument: %s", exc)
-        return {"status": "rejected", "reason": str(exc)}
+    connection_id = as_id(connection_id, "connection_id")
     with session_scope() as session:
         connection = session.get(WedofConnection, connection_id)
         if connection is None:
-            return {"status": "rejected", "reason": "unknown connection id"}
-        tenant_id, url, secret = connection.tenant_id, webhook_url(connection), connection.webhook_secret
-        try:
-            client = client_for(connection)
-        except ConnectionNotUsable as exc:
-            record_audit(session, actor="worker", action="wedof.webhook_registration_failed", tenant_id=tenant_id,
-                         target=("wedof_connection", connection_id), details={"error": str(exc)})
-            return {"status": "failed", "reason": str(exc)}
-    try:
-        with client:
-            webhook = client.create_webhook(url, REGISTRATION_FOLDER_EVENTS, secret, name="bdc-wedof-sync")
-    except WedofError as exc:
-        if exc.transient and self.request.retries < self.max_retries and not self.request.called_directly:
-            raise self.retry(countdown=min(MAX_COUNTDOWN, backoff_seconds(self.request.retries + 1)), exc=exc) from None
+            raise BadTaskArgument(f"unknown connection id {connection_id}")
+        tenant_id, url, secret = connection.tenant_id, connection.webhook_url, connection.webhook_secret
+    with self.reporting(RegistrationReport(connection_id, tenant_id)):
         with session_scope() as session:
-            record_audit(session, actor="worker", action="wedof.webhook_registration_failed", tenant_id=tenant_id,
-                         target=("wedof_connection", connection_id), details={"error": short(str(exc), 1000)})
-        return {"status": "failed", "reason": str(exc)}
-    with session_scope() as session:
-        connection = session.get(WedofConnection, connection_id)
-        previous = connection.wedof_webhook_id
-        connection.wedof_webhook_id = str(webhook["id"])
-        record_audit(session, actor="worker", action="wedof.webhook_registered", tenant_id=tenant_id,
-                     target=("wedof_connection", connection_id),
-                     details={"webhook_id": str(webhook["id"]), "url": url, "events": len(REGISTRATION_FOLDER_EVENTS),
-                              "replaces": previous})
-    return {"status": "registered", "webhook_id": str(webhook["id"]), "url": url}
+            try:
+                client = client_for(session.get(WedofConnection, connection_id))
+            except ConnectionNotUsable as exc:
+                raise PermanentError(str(exc)) from None
+        with client:
+            webhook = client.create_webhook(url, SUBSCRIBED_EVENTS, secret, name="bdc-wedof-sync")
+        with session_scope() as session:
+            connection = session.get(WedofConnection, connection_id)
+            previous = connection.wedof_webhook_id
+            connection.wedof_webhook_id = str(webhook["id"])
+            record_audit(session, actor="worker", action="wedof.webhook_registered", tenant_id=tenant_id,
+                         target=("wedof_connection", connection_id),
+                         details={"webhook_id": str(webhook["id"]), "url": url, "events": len(SUBSCRIBED_EVENTS),
+                                  "replaces": previous})
+        return {"status": "registered", "webhook_id": str(webhook["id"]), "url": url}

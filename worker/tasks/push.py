@@ -10,8 +10,8 @@ log (action ``<task name>``, ``details.outcome`` one of ``sent``, ``already_ther
 - A declaration first reads the folder (GET): when it is already in (or past) the target state the
   call is skipped as ``already_there``. We never guess that from an error text, and a retry after
   an ambiguous failure (5xx on a POST) re-reads before trying again, so nothing is declared twice.
-- Validation errors (4xx) are final: audited as ``failed`` with Wedof's reason, no retry.
-  Transient errors retry with backoff and jitter, a bounded number of times.
+- Failures follow :mod:`worker.policy`: refusals (ours or Wedof's 4xx, with its violations) are
+  audited and end the task in FAILURE; transient errors retry with backoff and jitter.
 """
 
 from __future__ import annotations
@@ -26,24 +26,20 @@ from bdc.audit import record_audit
 from bdc.db import session_scope
 from bdc.models import Enrollment, WedofConnection
 from wedof.client import WedofClient
-from wedof.errors import WedofError, WedofRateLimitedError
-from wedof.mapping import PROGRESS_ALLOWED_STATES, FolderRejected, apply_folder
+from wedof.mapping import DECLARATIONS, PROGRESS_ALLOWED_STATES, FolderRejected, apply_folder
 from worker.celery_app import app
 from worker.connections import ConnectionNotUsable, client_for
+from worker.policy import Failure, PolicyTask, Refused, Report, as_id, retry_on_conflict
 from worker.task_names import DECLARE_IN_TRAINING, DECLARE_SERVICE_DONE, DECLARE_TERMINATED, PUSH_PROGRESS
-from worker.tasks.common import (
-    MAX_COUNTDOWN,
-    BadTaskArgument,
-    as_id,
-    backoff_seconds,
-    is_transient_db_error,
-    log,
-    retry_on_conflict,
-    short,
-)
 
-MAX_PUSH_RETRIES = 6
-SERVICE_DONE_STATES = frozenset({"serviceDoneDeclared", "serviceDoneValidated"})
+# Which declaration each task makes, and the client call that makes it (dated today).
+DECLARATION_OF_TASK = {DECLARE_IN_TRAINING: "inTraining", DECLARE_TERMINATED: "terminated",
+                       DECLARE_SERVICE_DONE: "serviceDone"}
+_CALLS: dict[str, Callable[[WedofClient, str], dict]] = {
+    "inTraining": lambda client, external_id: client.in_training(external_id, date=date.today()),
+    "terminated": lambda client, external_id: client.terminate(external_id, date=date.today()),
+    "serviceDone": lambda client, external_id: client.service_done(external_id, date=date.today()),
+}
 
 
 @dataclass(frozen=True)
@@ -56,31 +52,16 @@ class Target:
     connection_id: int
 
 
-@dataclass(frozen=True)
-class Declaration:
-    verb: str
-    reached: frozenset[str]  # states in which the declaration is already done (or passed)
-    call: Callable[[WedofClient, str], dict]
+class PushReport(Report):
+    """A push's failures go to the audit log, on the enrollment, with Wedof's reason and violations."""
 
+    def __init__(self, action: str, enrollment_id: int):
+        self.action, self.enrollment_id = action, enrollment_id
+        self.target: Target | None = None
 
-DECLARATIONS = {
-    DECLARE_IN_TRAINING: Declaration(
-        "inTraining", frozenset({"inTraining", "terminated"}) | SERVICE_DONE_STATES,
-        lambda client, external_id: client.in_training(external_id, date=date.today()),
-    ),
-    DECLARE_TERMINATED: Declaration(
-        "terminate", frozenset({"terminated"}) | SERVICE_DONE_STATES,
-        lambda client, external_id: client.terminate(external_id, date=date.today()),
-    ),
-    DECLARE_SERVICE_DONE: Declaration(
-        "serviceDone", SERVICE_DONE_STATES,
-        lambda client, external_id: client.service_done(external_id, date=date.today()),
-    ),
-}
-
-
-class Refused(RuntimeError):
-    """Cannot be pushed, and retrying will not change that (the message says why)."""
+    def failed(self, failure: Failure) -> None:
+        _record(self.action, self.target, self.enrollment_id, failure.outcome, reason=failure.reason,
+                **failure.details)
 
 
 def _load_target(enrollment_id: int) -> Target:
@@ -116,7 +97,7 @@ def _record(action: str, target: Target | None, enrollment_id: int, outcome: str
     with session_scope() as session:
         if folder is not None and target is not None:
             try:
-                details["apply"] = apply_folder(session, target.tenant_id, folder, kind="all").outcome
+                details["apply"] = apply_folder(session, target.tenant_id, folder).outcome
             except FolderRejected as exc:
                 details["apply"] = f"rejected: {exc}"
         record_audit(session, actor="worker", action=action,
@@ -124,43 +105,15 @@ def _record(action: str, target: Target | None, enrollment_id: int, outcome: str
                      target=("enrollment", enrollment_id), details={"outcome": outcome, **details})
 
 
-def _run_push(task, action: str, enrollment_id, work: Callable[[WedofClient, Target], tuple[str, dict | None, dict]]):
-    try:
-        enrollment_id = as_id(enrollment_id, "enrollment_id")
-    except BadTaskArgument as exc:
-        log.error("%s called with a bad argument: %s", action, exc)
-        return {"status": "rejected", "reason": str(exc)}
-    target = None
-    try:
-        target = _load_target(enrollment_id)
+def _push(task, action: str, enrollment_id, work: Callable[[WedofClient, Target], tuple[str, dict | None, dict]]):
+    enrollment_id = as_id(enrollment_id, "enrollment_id")
+    report = PushReport(action, enrollment_id)
+    with task.reporting(report):
+        report.target = target = _load_target(enrollment_id)
         with _client(target) as client:
             outcome, folder, details = work(client, target)
         retry_on_conflict(lambda: _record(action, target, enrollment_id, outcome, folder, **details), action)
         return {"status": outcome, **details}
-    except Refused as exc:
-        _record(action, target, enrollment_id, "failed" if target is None else "refused_locally", reason=str(exc))
-        return {"status": "refused_locally", "reason": str(exc)}
-    except WedofError as exc:
-        if exc.transient and task.request.retries < MAX_PUSH_RETRIES and not task.request.called_directly:
-            retry_after = exc.retry_after if isinstance(exc, WedofRateLimitedError) else None
-            countdown = min(MAX_COUNTDOWN, backoff_seconds(task.request.retries + 1, retry_after))
-            log.warning("%s(%s): %s; retry in %.1fs", action, enrollment_id, exc, countdown)
-            raise task.retry(countdown=countdown, exc=exc) from None
-        details = {"error": short(str(exc), 1000), "status_code": exc.status}
-        if exc.violations:
-            details["violations"] = exc.violations[:10]
-        _record(action, target, enrollment_id, "failed", **details)
-        return {"status": "failed", **details}
-    except Exception as exc:
-        if is_transient_db_error(exc) and task.request.retries < MAX_PUSH_RETRIES and not task.request.called_directly:
-            raise task.retry(countdown=min(MAX_COUNTDOWN, backoff_seconds(task.request.retries + 1)), exc=exc) from None
-        log.exception("%s(%s) failed", action, enrollment_id)
-        reason = short(f"unexpected error: {type(exc).__name__}: {exc}", 1000)
-        try:
-            _record(action, target, enrollment_id, "failed", error=reason)
-        except Exception:
-            log.error("%s(%s): could not audit the failure", action, enrollment_id)
-        return {"status": "failed", "error": reason}
 
 
 def _push_progress(client: WedofClient, target: Target):
@@ -172,34 +125,35 @@ def _push_progress(client: WedofClient, target: Target):
 
 
 def _declare(action: str):
-    declaration = DECLARATIONS[action]
+    name = DECLARATION_OF_TASK[action]
+    declaration, call = DECLARATIONS[name], _CALLS[name]
 
     def work(client: WedofClient, target: Target):
         current = client.get_registration_folder(target.external_id)
         state = current.get("state")
         if state in declaration.reached:
             return "already_there", current, {"state": state, "external_id": target.external_id}
-        folder = declaration.call(client, target.external_id)
+        folder = call(client, target.external_id)
         return "sent", folder, {"from_state": state, "state": folder.get("state"), "external_id": target.external_id}
 
     return work
 
 
-@app.task(bind=True, name=PUSH_PROGRESS, max_retries=MAX_PUSH_RETRIES)
+@app.task(base=PolicyTask, bind=True, name=PUSH_PROGRESS)
 def push_progress(self, enrollment_id):
-    return _run_push(self, PUSH_PROGRESS, enrollment_id, _push_progress)
+    return _push(self, PUSH_PROGRESS, enrollment_id, _push_progress)
 
 
-@app.task(bind=True, name=DECLARE_IN_TRAINING, max_retries=MAX_PUSH_RETRIES)
+@app.task(base=PolicyTask, bind=True, name=DECLARE_IN_TRAINING)
 def declare_in_training(self, enrollment_id):
-    return _run_push(self, DECLARE_IN_TRAINING, enrollment_id, _declare(DECLARE_IN_TRAINING))
+    return _push(self, DECLARE_IN_TRAINING, enrollment_id, _declare(DECLARE_IN_TRAINING))
 
 
-@app.task(bind=True, name=DECLARE_TERMINATED, max_retries=MAX_PUSH_RETRIES)
+@app.task(base=PolicyTask, bind=True, name=DECLARE_TERMINATED)
 def declare_terminated(self, enrollment_id):
-    return _run_push(self, DECLARE_TERMINATED, enrollment_id, _declare(DECLARE_TERMINATED))
+    return _push(self, DECLARE_TERMINATED, enrollment_id, _declare(DECLARE_TERMINATED))
 
 
-@app.task(bind=True, name=DECLARE_SERVICE_DONE, max_retries=MAX_PUSH_RETRIES)
+@app.task(base=PolicyTask, bind=True, name=DECLARE_SERVICE_DONE)
 def declare_service_done(self, enrollment_id):
-    return _run_push(self, DECLARE_SERVICE_DONE, enrollment_id, _declare(DECLARE_SERVICE_DONE))
+    return _push(self, DECLARE_SERVICE_DONE, enrollment_id, _declare(DECLARE_SERVICE_DONE))

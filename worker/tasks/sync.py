@@ -21,6 +21,9 @@
 - The next pages are downloaded by a background thread while the current one is applied
   (:class:`Prefetch`, ``PREFETCH_PAGES`` ahead): the download runs while the apply waits on the
   database, so a sync takes about max(download, apply), not their sum.
+- Failures follow :mod:`worker.policy`: a transient one puts the run back to ``queued`` and retries
+  the task (the same run, resumed); a permanent one marks the run ``failed`` with the reason, audits
+  it, and ends the task in FAILURE.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery.exceptions import Retry
 from redis.exceptions import LockError, RedisError
 from sqlalchemy import select
 
@@ -42,33 +44,29 @@ from bdc.audit import record_audit
 from bdc.db import session_scope
 from bdc.models import SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
 from bdc.settings import get_settings
-from wedof.errors import WedofError, WedofRateLimitedError
+from bdc.types import utcnow
 from wedof.mapping import FolderReading, FolderRejected, apply_folders, read_folders
 from wedof.mapping.values import datetime_utc
 from worker.celery_app import app
 from worker.connections import ConnectionNotUsable, client_for, redis_client
-from worker.task_names import SYNC_CONNECTION
-from worker.tasks.common import (
-    MAX_COUNTDOWN,
+from worker.policy import (
     BadTaskArgument,
+    Failure,
+    PermanentError,
+    PolicyTask,
+    Report,
     as_id,
-    backoff_seconds,
-    is_transient_db_error,
     log,
     retry_on_conflict,
-    short,
-    utcnow,
 )
+from worker.task_names import SYNC_CONNECTION
 
-OVERLAP = timedelta(seconds=get_settings().sync_overlap_seconds)
-LOCK_TIMEOUT = get_settings().sync_lock_timeout  # seconds; extended after every page
-PAGE_SIZE = get_settings().sync_page_size
 PREFETCH_PAGES = 3  # pages downloaded ahead while one is applied: a few MiB, whatever the total
 PROGRESS_EVERY = 1.0  # seconds between progress records of pages that changed nothing
-MAX_SYNC_RETRIES = 3
 WINDOW_AHEAD = timedelta(days=1)  # how far past its start an incremental run's window reaches
 APPLIED_OUTCOMES = ("created", "updated")
 FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
+MAX_SYNC_RETRIES = 3
 
 
 def lock_name(connection_id: int) -> str:
@@ -78,21 +76,21 @@ def lock_name(connection_id: int) -> str:
 @dataclass
 class SyncArgs:
     connection_id: int
-    kind: str
+    kind: SyncKind
     full: bool
     run_id: int | None
-    trigger: str
+    trigger: SyncTrigger
 
 
 def check_args(connection_id, kind, full, run_id, trigger) -> SyncArgs:
-    if kind not in {k.value for k in SyncKind}:
+    if not isinstance(kind, str) or kind not in {k.value for k in SyncKind}:
         raise BadTaskArgument(f"kind must be one of {[k.value for k in SyncKind]}, got {str(kind)[:40]!r}")
     if not isinstance(full, bool):
         raise BadTaskArgument(f"full must be true or false, got {str(full)[:40]!r}")
-    if trigger not in {t.value for t in SyncTrigger}:
+    if not isinstance(trigger, str) or trigger not in {t.value for t in SyncTrigger}:
         raise BadTaskArgument(f"trigger must be one of {[t.value for t in SyncTrigger]}, got {str(trigger)[:40]!r}")
-    return SyncArgs(as_id(connection_id, "connection_id"), kind, full,
-                    None if run_id is None else as_id(run_id, "run_id"), trigger)
+    return SyncArgs(as_id(connection_id, "connection_id"), SyncKind(kind), full,
+                    None if run_id is None else as_id(run_id, "run_id"), SyncTrigger(trigger))
 
 
 @dataclass
@@ -217,7 +215,8 @@ class SyncLock:
         self.client = redis_client()
         self.name = lock_name(connection_id)
         self.token = task_id.encode()
-        self.lock = self.client.lock(self.name, timeout=LOCK_TIMEOUT, blocking=False)
+        self.timeout = get_settings().sync_lock_timeout  # seconds; extended after every page
+        self.lock = self.client.lock(self.name, timeout=self.timeout, blocking=False)
 
     def acquire(self) -> bool:
         if self.lock.acquire(token=self.token):
@@ -225,12 +224,12 @@ class SyncLock:
         if self.client.get(self.name) == self.token:
             # Our own message, re-delivered after its worker died holding the lock.
             self.lock.local.token = self.token
-            self.lock.extend(LOCK_TIMEOUT, replace_ttl=True)
+            self.lock.extend(self.timeout, replace_ttl=True)
             return True
         return False
 
     def extend(self) -> None:
-        self.lock.extend(LOCK_TIMEOUT, replace_ttl=True)
+        self.lock.extend(self.timeout, replace_ttl=True)
 
     def release(self) -> None:
         try:
@@ -239,34 +238,46 @@ class SyncLock:
             log.warning("sync lock %s not released cleanly: %s", self.name, exc)
 
 
-def _open_run(args: SyncArgs, task_id: str) -> tuple[int, int, datetime | None] | str:
+def _open_run(args: SyncArgs, task_id: str) -> tuple[int, int, datetime | None]:
     """The SyncRun row for this task (given, re-delivered, or new); returns (run_id, tenant_id, cursor)."""
     with session_scope() as session:
         connection = session.get(WedofConnection, args.connection_id)
         if connection is None:
-            if args.run_id is not None:
-                run = session.get(SyncRun, args.run_id)
-                if run is not None:
-                    run.status, run.error, run.finished_at = SyncStatus.FAILED, "connection not found", utcnow()
-            return "unknown connection id"
+            raise BadTaskArgument(f"unknown connection id {args.connection_id}")
         run = None
-        trigger = SyncTrigger(args.trigger)
+        trigger = args.trigger
         if args.run_id is not None:
             run = session.get(SyncRun, args.run_id)
             if run is None or run.connection_id != connection.id:
-                return f"sync run {args.run_id} does not belong to connection {connection.id}"
+                raise BadTaskArgument(f"sync run {args.run_id} does not belong to connection {connection.id}")
             if run.status in FINISHED and run.task_id != task_id:
                 # A finished run re-applied by hand (Flower): record it as a new run, keep the old one.
                 run, trigger = None, SyncTrigger.RETRY
         else:
             run = session.scalars(select(SyncRun).where(SyncRun.task_id == task_id)).first()
         if run is None:
-            run = SyncRun(connection_id=connection.id, kind=SyncKind(args.kind), full=args.full,
+            run = SyncRun(connection_id=connection.id, kind=args.kind, full=args.full,
                           trigger=trigger, status=SyncStatus.QUEUED)
             session.add(run)
         run.task_id = task_id
         session.flush()
         return run.id, connection.tenant_id, connection.sync_cursor
+
+
+class SyncRunReport(Report):
+    """A sync's failures go on its SyncRun row (and the audit log); the pages committed stay."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+
+    def retrying(self, failure: Failure, delay: float, parked: bool) -> bool:
+        _set_run(self.run_id, status=SyncStatus.QUEUED, error=f"{failure.reason} (retrying in {delay:.0f}s)")
+        return True
+
+    def failed(self, failure: Failure) -> None:
+        # The cursor did not move, so nothing is skipped by the next run.
+        _set_run(self.run_id, status=SyncStatus.FAILED, error=failure.reason, finished_at=utcnow())
+        _audit_run(self.run_id, "sync.failed", {"error": failure.reason, **failure.details})
 
 
 def _set_run(run_id: int, **values) -> None:
@@ -327,15 +338,19 @@ def _record_counters(run_id: int, counters: Counters) -> None:
 def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime | None, lock: SyncLock) -> dict:
     started = utcnow()
     incremental = not args.full and cursor is not None
+    overlap = timedelta(seconds=get_settings().sync_overlap_seconds)
     # ``until`` far enough ahead that a folder changing during the run stays in the window: it then
     # moves to the listing's front instead of leaving it, which would shift what is left to read.
-    window = {"since": cursor - OVERLAP, "until": started + WINDOW_AHEAD} if incremental else {}
+    window = {"since": cursor - overlap, "until": started + WINDOW_AHEAD} if incremental else {}
     _set_run(run_id, status=SyncStatus.RUNNING, started_at=started, error=None, finished_at=None,
              pages=0, fetched=0, applied=0, unchanged=0, failed=0,
              cursor_from=window.get("since"))
     with session_scope() as session:
         connection = session.get(WedofConnection, args.connection_id)
-        client = client_for(connection)
+        try:
+            client = client_for(connection)
+        except ConnectionNotUsable as exc:
+            raise PermanentError(str(exc)) from None
     counters = Counters()
     dedupe = RunDedupe()
     try:
@@ -354,7 +369,7 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
         run.status, run.finished_at = SyncStatus.SUCCEEDED, finished
         connection = session.get(WedofConnection, args.connection_id)
         connection.last_sync_at = finished
-        if args.kind == SyncKind.ALL.value and counters.max_last_update is not None:
+        if args.kind == SyncKind.ALL and counters.max_last_update is not None:
             if connection.sync_cursor is None or counters.max_last_update > connection.sync_cursor:
                 connection.sync_cursor = counters.max_last_update
         run.cursor_to = connection.sync_cursor
@@ -369,7 +384,7 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
 def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, window: dict,
                   dedupe: RunDedupe, counters: Counters, lock: SyncLock) -> None:
     """Page through the window, newest first, applying each page in its own transaction."""
-    pages = client.iter_pages(sort="lastUpdate", order="desc", limit=PAGE_SIZE, **window)
+    pages = client.iter_pages(sort="lastUpdate", order="desc", limit=get_settings().sync_page_size, **window)
     # Folders are read in full ahead, while the database works, as long as pages need them;
     # when most of a page was already held (a re-sync), only their versions are read ahead.
     read_in_full = threading.Event()
@@ -394,50 +409,19 @@ def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, win
                 task.update_state(state="PROGRESS", meta=counters.meta(run_id))
 
 
-@app.task(bind=True, name=SYNC_CONNECTION, ignore_result=False, max_retries=MAX_SYNC_RETRIES)
+@app.task(base=PolicyTask, bind=True, name=SYNC_CONNECTION, ignore_result=False, max_retries=MAX_SYNC_RETRIES)
 def sync_connection(self, connection_id, kind="all", full=False, run_id=None, trigger="schedule"):
-    try:
-        args = check_args(connection_id, kind, full, run_id, trigger)
-    except BadTaskArgument as exc:
-        log.error("sync_connection called with a bad argument: %s", exc)
-        return {"status": "rejected", "reason": str(exc)}
+    args = check_args(connection_id, kind, full, run_id, trigger)
     task_id = self.request.id or f"direct-{uuid.uuid4()}"
-    opened = _open_run(args, task_id)
-    if isinstance(opened, str):
-        log.warning("sync of connection %s not started: %s", args.connection_id, opened)
-        return {"status": "rejected", "reason": opened}
-    run_id, tenant_id, cursor = opened
-
+    run_id, tenant_id, cursor = _open_run(args, task_id)
     lock = SyncLock(args.connection_id, task_id)
-    if not lock.acquire():
-        reason = "another sync of this connection is running"
-        _set_run(run_id, status=SyncStatus.SKIPPED, error=reason, finished_at=utcnow())
-        _audit_run(run_id, "sync.skipped", {"reason": reason})
-        return {"status": "skipped", "run_id": run_id, "reason": reason}
-    try:
-        return run_sync(self, args, run_id, tenant_id, cursor, lock)
-    except Retry:
-        raise
-    except Exception as exc:
-        transient = (isinstance(exc, WedofError) and exc.transient) or is_transient_db_error(exc) \
-            or isinstance(exc, RedisError)
-        message = short(f"{type(exc).__name__}: {exc}")
-        if not isinstance(exc, WedofError | ConnectionNotUsable | LockError) and not transient:
-            log.exception("sync run %s failed with an unexpected error", run_id)
-        retrying = transient and self.request.retries < MAX_SYNC_RETRIES and not self.request.called_directly
+    with self.reporting(SyncRunReport(run_id)):
+        if not lock.acquire():
+            reason = "another sync of this connection is running"
+            _set_run(run_id, status=SyncStatus.SKIPPED, error=reason, finished_at=utcnow())
+            _audit_run(run_id, "sync.skipped", {"reason": reason})
+            return {"status": "skipped", "run_id": run_id, "reason": reason}
         try:
-            # Pages already committed stay; the cursor did not move, so nothing is skipped later.
-            _set_run(run_id, status=SyncStatus.QUEUED if retrying else SyncStatus.FAILED,
-                     error=message + (" (retrying)" if retrying else ""),
-                     finished_at=None if retrying else utcnow())
-            if not retrying:
-                _audit_run(run_id, "sync.failed", {"error": message})
-        except Exception as bookkeeping:  # the database itself may be what failed
-            log.error("sync run %s: could not record the failure (%s)", run_id, type(bookkeeping).__name__)
-        if retrying:
-            retry_after = exc.retry_after if isinstance(exc, WedofRateLimitedError) else None
-            countdown = min(MAX_COUNTDOWN, backoff_seconds(self.request.retries + 1, retry_after))
-            raise self.retry(countdown=countdown, exc=exc) from None
-        return {"status": "failed", "run_id": run_id, "error": message}
-    finally:
-        lock.release()
+            return run_sync(self, args, run_id, tenant_id, cursor, lock)
+        finally:
+            lock.release()
