@@ -11,7 +11,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any
 
 from bdc.models.enums import EnrollmentStatus, SyncKind
@@ -86,7 +85,7 @@ def read_folder(folder: Any, kind: SyncKind = SyncKind.ALL) -> FolderData:
     """Clean data for one folder, or :class:`FolderRejected` saying why it cannot be applied."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")  # a caller bug, not bad data
-    if not _is_mapping(folder):
+    if not isinstance(folder, Mapping):
         raise FolderRejected(f"a registration folder is a JSON object, not {type(folder).__name__}")
     external_id = _folder_id(folder.get("externalId"))
     try:
@@ -102,13 +101,13 @@ def read_version(folder: Any) -> tuple[str, datetime | None, str | None] | None:
 
     Enough to tell a folder we already hold at this version; anything else goes to :func:`read_folder`.
     """
-    if not _is_mapping(folder):
+    if not isinstance(folder, Mapping):
         return None
     try:
         external_id = _folder_id(folder.get("externalId"))
         last_update = values.datetime_utc(folder.get("lastUpdate"))
         attendee = folder.get("attendee")
-        email = values.email(attendee.get("email")) if _is_mapping(attendee) else None
+        email = values.email(attendee.get("email")) if isinstance(attendee, Mapping) else None
     except Exception:  # noqa: BLE001 - hostile data: the full reading decides what it is
         return None
     return external_id, last_update, email
@@ -144,9 +143,8 @@ def read_or_reject(folder: Any, kind: SyncKind = SyncKind.ALL) -> FolderData | F
 
 
 def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
-    for key in _CERTIFICATION_MARKERS:
-        if key in folder:
-            raise FolderRejected("a certification folder, not a registration folder", external_id)
+    if any(key in folder for key in _CERTIFICATION_MARKERS):
+        raise FolderRejected("a certification folder, not a registration folder", external_id)
     history = _mapping(folder.get("history"))
     state = values.short_text(folder.get("state"), 64)
     attendee = program = None
@@ -184,17 +182,12 @@ def _folder_id(value: Any) -> str:
     raise FolderRejected(f"externalId {str(value)[:80]!r} is not a folder number")
 
 
-def _is_mapping(value: Any) -> bool:
-    # JSON objects are dicts: the exact-type test spares the slower ABC check in the common case.
-    return type(value) is dict or isinstance(value, Mapping)
-
-
 def _mapping(value: Any) -> Mapping:
-    return value if _is_mapping(value) else {}
+    return value if isinstance(value, Mapping) else {}
 
 
 def _attendee(raw: Any, folder_id: str) -> AttendeeData:
-    if not _is_mapping(raw):
+    if not isinstance(raw, Mapping):
         raise FolderRejected("no attendee object", folder_id)
     attendee_id = raw.get("id")
     if isinstance(attendee_id, float) and attendee_id.is_integer():
@@ -237,11 +230,11 @@ def _street(address: Mapping) -> str | None:
     if road is None:
         return None
     parts = [values.text(address.get("number"), 20), values.text(address.get("roadTypeLabel"), 100), road]
-    return " ".join(filter(None, parts))[:500]
+    return " ".join(part for part in parts if part)[:500]
 
 
 def _program(raw: Any, folder_id: str) -> ProgramData:
-    if not _is_mapping(raw):
+    if not isinstance(raw, Mapping):
         raise FolderRejected("no trainingActionInfo: not a registration folder", folder_id)
     program_id = values.short_text(raw.get("externalId"), MAX_PROGRAM_ID_LENGTH) or values.short_text(
         raw.get("trainingActionId"), MAX_PROGRAM_ID_LENGTH
@@ -258,14 +251,9 @@ def _program(raw: Any, folder_id: str) -> ProgramData:
             values.text(raw.get("content"), MAX_DESCRIPTION_LENGTH)
             or values.text(raw.get("trainingGoal"), MAX_DESCRIPTION_LENGTH)
         ),
-        category=_category(name),
+        category="bilan_competences" if _BILAN_TITLE.search(values.fold(name)) else "formation",
         duration_hours=duration if duration is not None and duration >= 0 else None,
         start_date=values.date_only(raw.get("sessionStartDate")),
         end_date=values.date_only(raw.get("sessionEndDate")),
     )
 
-
-@lru_cache(maxsize=1024)
-def _category(name: str) -> str:
-    """The program category a title means (cached: an organism has few titles, repeated in every folder)."""
-    return "bilan_competences" if _BILAN_TITLE.search(values.fold(name)) else "formation"

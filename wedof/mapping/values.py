@@ -7,7 +7,6 @@ row is touched. Placeholders such as ``"string"`` (left in Wedof's own samples) 
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 import unicodedata
@@ -18,43 +17,20 @@ from typing import Any
 PLACEHOLDERS = frozenset(
     {"", "string", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-", "--", "?"}
 )
-# Every spelling whose lower() is a placeholder: the ASCII case variants ("N/A", "Null", "NULL"...).
-# No other text lower-cases to one: the only non-ASCII character lower-casing to ASCII is the Kelvin
-# sign ("k", in no placeholder; checked in tests/wedof/test_values_fast_paths.py). Looking a value up
-# here spares lower-casing it; longer text is no placeholder and is not even hashed.
-_PLACEHOLDER_SPELLINGS = frozenset(
-    "".join(spelling)
-    for word in PLACEHOLDERS
-    for spelling in itertools.product(*({ch.lower(), ch.upper()} for ch in word))
-)
-_MAX_PLACEHOLDER_LENGTH = max(map(len, PLACEHOLDERS))
 
 # Deliberately loose: one @, no spaces, a dot in the domain. Wedof already validated the address.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit; the column allows 320
 
-# Looked up once: reading the classmethod off the class costs more than parsing a date.
-_fromisoformat = datetime.fromisoformat
-
 
 def text(value: Any, max_length: int | None = None) -> str | None:
     """A trimmed string, or ``None`` for non-strings, blanks and placeholders; cut to ``max_length``."""
-    if value is None:  # the most common missing value, answered first
+    if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    kind = type(value)
-    if kind is str:  # what JSON gives: exactly a str, so str(value) would be value itself
-        # NUL and lone surrogates are unprintable: printable text has nothing to drop.
-        result = (value if value.isprintable() else _storable(value)).strip()
-    elif kind is int:  # digits and a sign: nothing to clean (str() still refuses a 5,000-digit int)
-        result = str(value)
-    elif isinstance(value, bool) or not isinstance(value, str | int):
+    result = _storable(str(value)).strip()
+    if result.lower() in PLACEHOLDERS:
         return None
-    else:  # a subclass of str or int
-        result = _storable(str(value)).strip()
-    length = len(result)
-    if length <= _MAX_PLACEHOLDER_LENGTH and result in _PLACEHOLDER_SPELLINGS:
-        return None
-    if max_length is not None and length > max_length:
+    if max_length is not None and len(result) > max_length:
         result = result[:max_length].rstrip()
     return result or None
 
@@ -78,13 +54,6 @@ def email(value: Any) -> str | None:
 
 def number(value: Any) -> float | None:
     """A finite number (int, float or numeric string); booleans and garbage are ``None``."""
-    kind = type(value)
-    if kind is int or kind is float:  # exact JSON numbers: a bool is never an exact int
-        try:
-            result = float(value)
-        except OverflowError:  # an int beyond the float range
-            return None
-        return result if math.isfinite(result) else None
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -111,11 +80,6 @@ def whole_percent(rate: float) -> int:
 
 def datetime_utc(value: Any) -> datetime | None:
     """An aware UTC datetime from Wedof's ISO 8601 (``2024-03-15T14:26:51.842Z``); naive means UTC."""
-    if value is None:  # most history dates
-        return None
-    parsed = _wedof_datetime(value)
-    if parsed is not None:
-        return parsed
     result = text(value, max_length=64)
     if result is None:
         return None
@@ -135,11 +99,6 @@ def datetime_utc(value: Any) -> datetime | None:
 
 def date_only(value: Any) -> date | None:
     """The calendar date of an ISO date or datetime (Wedof sends dates as midnight UTC datetimes)."""
-    if value is None:
-        return None
-    parsed = _wedof_datetime(value)
-    if parsed is not None:
-        return parsed.date()
     result = text(value, max_length=64)
     if result is None:
         return None
@@ -162,33 +121,7 @@ def iso(value: datetime | None) -> str | None:
 def fold(value: str) -> str:
     """Lower-case without accents, for matching words in titles ("Compétences" ~ "competences")."""
     decomposed = unicodedata.normalize("NFKD", value)
-    if decomposed.isascii():  # combining marks are never ASCII: nothing to drop
-        return decomposed.casefold()
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-
-
-def _wedof_datetime(value: Any) -> datetime | None:
-    """Wedof's own datetime format (``2024-03-15T14:26:51.842Z``) read directly, or ``None``: then the
-    general path decides.
-
-    Safe because fromisoformat accepts only ASCII digits between the separators (at 4, 7, 10, 13, 16
-    and 19) checked here: such text has nothing to clean, trim or cut, is no placeholder, and
-    (Python 3.11+) reads its "Z" as the very UTC the general path gets from "+00:00". An impossible
-    date of that shape (month 13), and the rarer form without milliseconds, go to the general path.
-    """
-    if (
-        type(value) is not str
-        or len(value) != 24
-        or value[23] != "Z"
-        or value[4:20:3] != "--T::."
-        or not value.isascii()
-        or not value.isprintable()  # fromisoformat stops reading at a NUL: leave those to the general path
-    ):
-        return None
-    try:
-        return _fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _storable(value: str) -> str:
