@@ -12,8 +12,9 @@ Scenario: the sandbox's population is synced once (full), the product registers 
 sandbox (``wedof.register_webhook``), then during ``--duration`` seconds the sandbox makes
 ``--changes`` state changes delivered as signed webhooks with chaos (duplicates, out of order,
 forged signatures, truncated bodies) while its API fails 10% of calls with 5xx and 5% with 429 +
-Retry-After. Meanwhile one worker is SIGKILLed twice (and restarted), Redis is stopped for 20 s, and
-the receiver is restarted. Then: wait for the sandbox's deliveries to drain and the inbox to empty,
+Retry-After. Meanwhile one worker is SIGKILLed twice (and restarted), Redis is stopped for 20 s,
+PostgreSQL is stopped for 15 s (the receiver answers 503 and the sandbox retries; workers retry their
+transient database errors), and the receiver is restarted. Then: wait for the sandbox's deliveries to drain and the inbox to empty,
 run the hourly sync by hand (incremental, as beat would) and compare the data layer with
 ``/_sandbox/truth`` field by field. One verdict line; exit status 1 when an invariant breaks.
 """
@@ -64,6 +65,7 @@ class ChaosConfig:
     database_url: str | None = None  # an existing migrated database (the suite's); else one is made
     worker_kills: int = 2
     redis_outage: float = 20.0
+    database_outage: float = 15.0  # PostgreSQL only (the run's own cluster)
     receiver_restarts: int = 1
     error_rate: float = 0.10
     rate_limit_rate: float = 0.05
@@ -79,7 +81,7 @@ class ChaosConfig:
     def short(cls, **overrides) -> ChaosConfig:
         """The suite's variant: a few hundred changes, one worker kill, one 5 s Redis outage."""
         values = {"folders": 300, "changes": 400, "duration": 30.0, "worker_kills": 1, "redis_outage": 5.0,
-                  "receiver_restarts": 0, "settle_timeout": 120.0, "sync_timeout": 120.0}
+                  "database_outage": 5.0, "receiver_restarts": 0, "settle_timeout": 120.0, "sync_timeout": 120.0}
         values.update(overrides)
         return cls(**values)
 
@@ -152,20 +154,22 @@ def _simulate(sandbox, config: ChaosConfig, stop: threading.Event, totals: dict)
         time.sleep(max(0.0, due - time.monotonic()))
 
 
-def _chaos_plan(config: ChaosConfig) -> list[tuple[float, str]]:
-    """(fraction of the window, action): kills spread out, the Redis outage and the receiver restart between."""
+def _chaos_plan(config: ChaosConfig, database) -> list[tuple[float, str]]:
+    """(fraction of the window, action): kills spread out, the outages and the receiver restart between."""
     plan: list[tuple[float, str]] = []
     kill_slots = [0.12, 0.75, 0.45, 0.9][: config.worker_kills]
     plan += [(at, "kill_worker") for at in kill_slots]
     if config.redis_outage > 0:
         plan.append((0.25, "redis_outage"))
+    if config.database_outage > 0 and database.can_stop:
+        plan.append((0.5, "database_outage"))
     plan += [(at, "restart_receiver") for at in [0.6, 0.85][: config.receiver_restarts]]
     return sorted(plan)
 
 
-def _run_chaos(config: ChaosConfig, stack: Stack, redis: AofRedisServer, timeline: Timeline,
+def _run_chaos(config: ChaosConfig, stack: Stack, redis: AofRedisServer, database, timeline: Timeline,
                stop: threading.Event) -> None:
-    for fraction, action in _chaos_plan(config):
+    for fraction, action in _chaos_plan(config, database):
         due = timeline.started + fraction * config.duration
         while time.monotonic() < due and not stop.is_set():
             time.sleep(0.1)
@@ -178,15 +182,21 @@ def _run_chaos(config: ChaosConfig, stack: Stack, redis: AofRedisServer, timelin
             stack.start_worker("a")
             timeline.note("worker a: restarted")
         elif action == "redis_outage":
-            timeline.note("redis: stop", seconds=config.redis_outage)
-            redis.stop()
-            time.sleep(config.redis_outage)
-            redis.start()
-            timeline.note("redis: started again")
+            _outage(timeline, "redis", config.redis_outage, redis.stop, redis.start)
+        elif action == "database_outage":
+            _outage(timeline, "postgresql", config.database_outage, database.stop, database.start_again)
         elif action == "restart_receiver":
             timeline.note("receiver: restart")
             stack.restart_receiver()
             timeline.note("receiver: back")
+
+
+def _outage(timeline: Timeline, name: str, seconds: float, stop, start) -> None:
+    timeline.note(f"{name}: stop", seconds=seconds)
+    stop()
+    time.sleep(seconds)
+    start()
+    timeline.note(f"{name}: started again")
 
 
 def run_scenario(config: ChaosConfig) -> dict:
@@ -257,7 +267,7 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     simulator = threading.Thread(target=_simulate, args=(sandbox, config, stop, totals), name="chaos-simulate",
                                  daemon=True)
     simulator.start()
-    _run_chaos(config, stack, redis, timeline, stop)
+    _run_chaos(config, stack, redis, database, timeline, stop)
     simulator.join(timeout=config.duration * 2 + 60)
     timeline.note("changes done", applied=totals["applied"], errors=totals["errors"])
 
@@ -309,6 +319,7 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
     sbx = deliveries["sandbox"]
     by_status = inbox["by_status"]
     kills = sum(1 for a in timeline.actions if a["action"] == "worker a: SIGKILL")
+    database_stopped = any(a["action"] == "postgresql: stop" for a in timeline.actions)
     checks = {
         "rows_missing_zero": rows["missing"] == 0,
         "rows_duplicated_zero": rows["duplicated"] == 0,
@@ -316,8 +327,11 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "rows_mismatched_zero": rows["mismatched"] == 0,
         "webhook_path_applied_every_acknowledged_version": before_sync["behind_acknowledged"] == 0,
         # "None": sent while the receiver was restarting (connection refused), so never answered at all.
+        # 401, or no answer ("None": sent while the receiver was restarting), or 503 while the database
+        # was away (no secret to check the signature with): never accepted.
         "forged_all_rejected_401": sbx["bad_signature_accepted"] == 0
-        and set(deliveries["forged_statuses"]) <= {"401", "None"} and deliveries["forged_statuses"].get("401", 0) > 0,
+        and set(deliveries["forged_statuses"]) <= {"401", "None", *(["503"] if database_stopped else [])}
+        and deliveries["forged_statuses"].get("401", 0) > 0,
         "forged_none_stored": deliveries["forged_stored"] == 0,
         "malformed_none_accepted": sbx["malformed_accepted"] == 0,
         "malformed_none_stored": deliveries["malformed_stored"] == 0,
@@ -327,6 +341,8 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "inbox_drained": not any(by_status.get(s, 0) for s in ("received", "queued", "processing")),
         "enough_changes": totals["applied"] >= config.changes,
         "chaos_happened": kills == config.worker_kills,
+        # The database outage was answered 503 (and the sender retried: nothing acknowledged is missing).
+        "database_outage_answered_503": not database_stopped or deliveries["genuine_statuses"].get("503", 0) > 0,
         "final_sync_succeeded": final_sync["status"] == SyncStatus.SUCCEEDED.value,
     }
     return {
@@ -342,6 +358,7 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
             "forged": sbx["bad_signature"], "forged_statuses": deliveries["forged_statuses"],
             "forged_stored": deliveries["forged_stored"], "malformed": sbx["malformed"],
             "malformed_statuses": deliveries["malformed_statuses"], "malformed_stored": deliveries["malformed_stored"],
+            "genuine_statuses": deliveries["genuine_statuses"],
             "duplicates_sent": sbx["duplicates_sent"], "out_of_order": sbx["out_of_order"],
             "retried": sbx["retried"], "failed_permanently": sbx["failed_permanently"],
             "acknowledged_not_stored": deliveries["acknowledged_not_stored"],
@@ -367,6 +384,7 @@ def verdict_line(verdict: dict) -> str:
     head = "CHAOS PASS" if verdict["ok"] else f"CHAOS FAIL ({', '.join(failed)})"
     return (f"{head} [{verdict['backend']}] changes {verdict['changes']['applied']} | deliveries sent {d['sent']} "
             f"(genuine {d['genuine']}) accepted {d['accepted']} rejected {d['rejected']} "
+            f"answered 503 {d['genuine_statuses'].get('503', 0)} "
             f"(forged {d['forged']}: {d['forged_stored']} stored) | events processed {e['processed']} "
             f"failed {e['failed']} ignored {e['ignored']} | rows missing {r['missing']} duplicated {r['duplicated']} "
             f"stale {r['stale']} mismatched {r['mismatched']} (of {r['folders']}; before the sync: "

@@ -115,6 +115,17 @@ class Database:
         return self
 
     @property
+    def can_stop(self) -> bool:
+        """Only the run's own PostgreSQL cluster is stopped (never a given database, never SQLite)."""
+        return self.cluster is not None
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def start_again(self) -> None:
+        self.cluster.start_again()
+
+    @property
     def backend(self) -> str:
         return "sqlite" if self.url.startswith("sqlite") else "postgresql"
 

@@ -178,6 +178,7 @@ def delivery_figures(log: list[dict], stats: dict, stored_ids: set[str]) -> dict
     malformed_ids: set[str] = set()
     forged_statuses: Counter = Counter()
     malformed_statuses: Counter = Counter()
+    genuine_statuses: Counter = Counter()  # every answer to a genuine delivery's attempts (503: the DB was away)
     first_sent: dict[str, datetime] = {}
     newest_acked: dict[str, str] = {}  # externalId -> newest lastUpdate answered 2xx
     for entry in log:
@@ -190,6 +191,7 @@ def delivery_figures(log: list[dict], stats: dict, stored_ids: set[str]) -> dict
             malformed_ids.add(delivery_id)
             malformed_statuses[str(status)] += 1
         else:
+            genuine_statuses[str(status)] += 1
             sent_at = datetime_utc(entry["sent_at"])
             if delivery_id not in first_sent or sent_at < first_sent[delivery_id]:
                 first_sent[delivery_id] = sent_at
@@ -205,6 +207,7 @@ def delivery_figures(log: list[dict], stats: dict, stored_ids: set[str]) -> dict
             "malformed_rejected", "malformed_accepted", "queue_full", "pending")},
         "forged_statuses": dict(forged_statuses),
         "malformed_statuses": dict(malformed_statuses),
+        "genuine_statuses": dict(genuine_statuses),
         "forged_stored": len(forged_ids & stored_ids),
         "malformed_stored": len(malformed_ids & stored_ids),
         "acknowledged_not_stored": len(genuine_acked - stored_ids),

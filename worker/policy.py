@@ -217,7 +217,8 @@ class PolicyTask(Task):
             # The reason could not be recorded (the database is away): run again later rather
             # than end with nothing to show where the admin looks.
             log.warning("%s: failure not recorded (%s); retrying", self.name, type(bookkeeping).__name__)
-            return self.retry(countdown=min(30.0, max_countdown()), exc=error, throw=False)
+            return self.retry(countdown=min(30.0, max_countdown()), exc=error, throw=False,
+                              max_retries=self.request.retries + 1)
         log.error("%s%s failed: %s", self.name, list(self.request.args or ()), failure.reason)
         return TaskFailed(failure.reason)
 
@@ -234,8 +235,8 @@ class PolicyTask(Task):
         except Exception as bookkeeping:  # noqa: BLE001
             if isinstance(bookkeeping, Superseded) or not Failure.of(bookkeeping).transient:
                 raise
-            # The database is away too: retry the same message soon; what it works on still names it.
-            parked, delay = False, min(30.0, max_countdown())
+            # The database is away too: retry the same message; what it works on still names it.
+            parked, delay = False, min(delay, max_countdown())
         log.warning("%s%s attempt %s failed (%s); next attempt in %.1fs%s", self.name,
                     list(self.request.args or ()), attempt, failure.reason, delay,
                     " (parked for the sweeper)" if parked else "")

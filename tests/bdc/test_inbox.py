@@ -19,16 +19,16 @@ from bdc.settings import reset_settings_cache
 from bdc.types import utcnow
 
 R, Q, P = EventStatus.RECEIVED, EventStatus.QUEUED, EventStatus.PROCESSING
-DONE, F, I = EventStatus.PROCESSED, EventStatus.FAILED, EventStatus.IGNORED
+DONE, F, IGN = EventStatus.PROCESSED, EventStatus.FAILED, EventStatus.IGNORED
 STATUSES = list(EventStatus)
 _deliveries = itertools.count()
 
 # Every move the inbox may make; anything else is forbidden.
 EXPECTED_PAIRS = {
-    (None, Q), (None, I),  # store: to process, or ignored at once
+    (None, Q), (None, IGN),  # store: to process, or ignored at once
     (Q, R),  # the receiver could not publish
     (R, P), (Q, P), (P, P), (F, P),  # claim (processing: its own task again; failed: a re-apply)
-    (P, DONE), (P, I), (P, F),  # finish
+    (P, DONE), (P, IGN), (P, F),  # finish
     (P, Q), (P, R),  # defer: a countdown, or parked for the sweeper
     (R, Q), (Q, Q), (F, Q),  # requeue by the sweeper or an admin (and (P, Q): a stuck worker)
 }
@@ -94,7 +94,7 @@ OPERATIONS = {
     "unpublished": (R, _unpublished),
     "claim": (P, _in_session(lambda s, e: isinstance(inbox.claim(s, e, "t"), inbox.ClaimedEvent))),
     "finish processed": (DONE, _in_session(lambda s, e: inbox.finish(s, e, "t", DONE, "ok"))),
-    "finish ignored": (I, _in_session(lambda s, e: inbox.finish(s, e, "t", I, "not ours"))),
+    "finish ignored": (IGN, _in_session(lambda s, e: inbox.finish(s, e, "t", IGN, "not ours"))),
     "finish failed": (F, _in_session(lambda s, e: inbox.finish(s, e, "t", F, "refused", error="refused"))),
     "defer countdown": (Q, _in_session(lambda s, e: inbox.defer(s, e, "t", 5, "5xx", countdown=True))),
     "defer parked": (R, _in_session(lambda s, e: inbox.defer(s, e, "t", 3600, "429", countdown=False))),
@@ -132,7 +132,7 @@ def test_store_inserts_queued_or_ignored_and_finds_duplicates(connection_id):
         ignored = inbox.store(conn, delivery("two", ignore_reason="not ours"))
         again = inbox.store(conn, delivery("one"))
     assert (stored.status, stored.duplicate, bool(stored.task_id)) == (Q, False, True)
-    assert (ignored.status, ignored.task_id) == (I, None)
+    assert (ignored.status, ignored.task_id) == (IGN, None)
     assert (again.event_id, again.duplicate, again.task_id) == (stored.event_id, True, stored.task_id)
 
 

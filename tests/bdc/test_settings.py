@@ -90,3 +90,13 @@ def test_tuning_knobs_have_production_defaults_and_can_be_shortened():
             defaults.sweep_processing_after, defaults.celery_visibility_timeout) == (60, 10, 300, 600, 3600)
     short = load_settings({**BASE, "BDC_SWEEP_INTERVAL": "1", "BDC_SWEEP_QUEUED_AFTER": "2.5", "BDC_SYNC_PAGE_SIZE": "25"})
     assert (short.sweep_interval, short.sweep_queued_after, short.sync_page_size) == (1.0, 2.5, 25)
+
+
+def test_the_worker_reads_its_settings_when_used(app_env):
+    """No module constant freezes a setting at import: a changed value applies to the next call."""
+    from worker import policy
+
+    app_env(celery_visibility_timeout="60")
+    assert policy.max_countdown() == 30
+    app_env(celery_visibility_timeout="3600")
+    assert policy.max_countdown() == 300

@@ -455,3 +455,23 @@ def test_retry_failed_with_broker_down_reports_what_was_not_published(admin_worl
     assert data["retried"] == 1 and data["not_published"] == data["event_ids"] == [w.ids["a"]["events"]["failed"]]
     with session_scope(w.database_url) as session:
         assert session.get(WebhookEvent, data["event_ids"][0]).status == EventStatus.QUEUED  # the sweeper's now
+
+
+def test_the_admin_retry_and_the_sweeper_share_one_stuck_rule(admin_world, redis_client, monkeypatch):
+    """One definition of "stuck", read when used: the admin API obeys the sweeper's own setting."""
+    from bdc import inbox
+    from bdc.settings import reset_settings_cache
+
+    w = admin_world
+    stuck = w.ids["a"]["events"]["stuck"]  # queued an hour ago
+
+    def swept() -> bool:
+        with session_scope(w.database_url) as session:
+            return stuck in {event.id for event in inbox.due_for_sweep(session, 100)}
+
+    monkeypatch.setenv("BDC_SWEEP_QUEUED_AFTER", str(2 * 3600))
+    reset_settings_cache()
+    assert not swept() and w.call("POST", f"/events/{stuck}/retry", who="admin_a").status_code == 409
+    monkeypatch.setenv("BDC_SWEEP_QUEUED_AFTER", "1800")
+    reset_settings_cache()
+    assert swept() and w.call("POST", f"/events/{stuck}/retry", who="admin_a").status_code == 202

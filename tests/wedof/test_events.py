@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 
 from wedof.events import (
     APPLY,
+    EVENT_TYPES,
     FETCH,
     FORMAT_ENVELOPE,
     FORMAT_WEDOF,
     IGNORE,
+    SUBSCRIBED_EVENTS,
     DeliveryRejected,
     ParsedDelivery,
-    EVENT_TYPES,
-    SUBSCRIBED_EVENTS,
     derive_delivery_id,
     event_type_of,
     parse_delivery,

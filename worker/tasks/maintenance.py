@@ -6,6 +6,7 @@ parked in the table, or a row left ``processing`` by a worker that died, is :fun
 and requeued under a NEW task id (stored on the row first). A double enqueue is harmless:
 ``process_event`` claims the row with a compare-and-set. The thresholds are ``BDC_SWEEP_*``, the
 same ones the admin API's retry obeys; a task argument may shorten them (tests, the chaos run).
+The periodic tasks never retry: their next tick is the retry.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _seconds(value, name: str, default: float, maximum: float = 7 * 24 * 3600) -
     return float(value)
 
 
-@app.task(base=PolicyTask, bind=True, name=SWEEP_INBOX)
+@app.task(base=PolicyTask, bind=True, name=SWEEP_INBOX, max_retries=0)
 def sweep_inbox(self, received_after=None, queued_after=None, processing_after=None, batch=None):
     """Requeue the stuck inbox rows (at most ``batch`` per run); returns how many were sent."""
     settings, defaults = get_settings(), inbox.thresholds()
@@ -72,7 +73,7 @@ def sweep_inbox(self, received_after=None, queued_after=None, processing_after=N
     return {"status": "ok", "candidates": len(candidates), "sent": sent}
 
 
-@app.task(base=PolicyTask, bind=True, name=PURGE_RAW_BODIES)
+@app.task(base=PolicyTask, bind=True, name=PURGE_RAW_BODIES, max_retries=0)
 def purge_raw_bodies(self, retention_days=None):
     """Drop the raw body of processed/ignored events older than RAW_BODY_RETENTION_DAYS."""
     days = _seconds(retention_days, "retention_days", get_settings().raw_body_retention_days, 100 * 365)
@@ -84,7 +85,7 @@ def purge_raw_bodies(self, retention_days=None):
     return {"status": "ok", "purged": purged}
 
 
-@app.task(base=PolicyTask, bind=True, name=SCHEDULE_SYNCS)
+@app.task(base=PolicyTask, bind=True, name=SCHEDULE_SYNCS, max_retries=0)
 def schedule_syncs(self):
     """One incremental ``sync_connection`` per enabled connection that has an API key."""
     with session_scope() as session:

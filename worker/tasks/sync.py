@@ -66,7 +66,7 @@ PROGRESS_EVERY = 1.0  # seconds between progress records of pages that changed n
 WINDOW_AHEAD = timedelta(days=1)  # how far past its start an incremental run's window reaches
 APPLIED_OUTCOMES = ("created", "updated")
 FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
-MAX_SYNC_RETRIES = 3
+MAX_SYNC_RETRIES = 5  # with the backoff: about a minute of outage (Wedof or the database) ridden out
 
 
 def lock_name(connection_id: int) -> str:
