@@ -150,15 +150,14 @@ class _EnvelopeTemplate:
 def sent_event_envelope(sender, event_id: int, task_id: str, delivery_tag: str | None = None) -> str:
     """The ``task-sent`` event ``send_task`` publishes for this task, as kombu's Redis transport stores it.
 
-    Fields as ``amqp.send_task_message`` fills them, made into an event by Celery's own ``Event``
-    with the sender's clock, as ``EventDispatcher.publish`` does.
+    The fields ``amqp.send_task_message`` gives it, made into an event by Celery's own ``Event`` with
+    the sender's clock, as ``EventDispatcher.publish`` does (tests compare it with Celery's own).
     """
-    *_, fields = sender.amqp.create_task_message(task_id, PROCESS_EVENT, [event_id], {}, ignore_result=True,
-                                                  create_sent_event=True)
-    fields.update(queue=QUEUE, exchange="", routing_key=QUEUE)
-    hostname = anon_nodename()
+    hostname = _event_hostname()
     event = Event("task-sent", hostname=hostname, utcoffset=utcoffset(), pid=os.getpid(),
-                  clock=sender.clock.forward(), **fields)
+                  clock=sender.clock.forward(), uuid=task_id, root_id=task_id, parent_id=None, name=PROCESS_EVENT,
+                  args=f"[{int(event_id)}]", kwargs="{}", retries=0, eta=None, expires=None, queue=QUEUE,
+                  exchange="", routing_key=QUEUE)
     return json.dumps({
         "body": base64.b64encode(json.dumps(event).encode("utf-8")).decode("ascii"),
         "content-encoding": "utf-8",
@@ -172,6 +171,17 @@ def sent_event_envelope(sender, event_id: int, task_id: str, delivery_tag: str |
             "delivery_tag": delivery_tag or str(uuid.uuid4()),
         },
     })
+
+
+_hostname: tuple[int, str] = (0, "")
+
+
+def _event_hostname() -> str:
+    """Celery's name for a sender that is no worker (``gen<pid>@<host>``), built once per process."""
+    global _hostname
+    if _hostname[0] != os.getpid():
+        _hostname = (os.getpid(), anon_nodename())
+    return _hostname[1]
 
 
 def _sent_event_channel(client: redis.Redis) -> str:
