@@ -19,7 +19,16 @@ from wedof.events import EVENT_HEADER, FETCH, DeliveryRejected, event_type_of, p
 from wedof.mapping import FolderRejected
 from worker.celery_app import app
 from worker.connections import ConnectionNotUsable, client_for
-from worker.policy import Failure, PermanentError, PolicyTask, Report, Superseded, as_id, retry_on_conflict
+from worker.policy import (
+    BadTaskArgument,
+    Failure,
+    PermanentError,
+    PolicyTask,
+    Report,
+    Superseded,
+    as_id,
+    retry_on_conflict,
+)
 from worker.task_names import PROCESS_EVENT
 
 
@@ -102,6 +111,8 @@ def process_event(self, event_id):
     with session_scope() as session:
         claimed = inbox.claim(session, event_id, task_id)
     if isinstance(claimed, inbox.NotClaimed):
+        if claimed.status is None:
+            raise BadTaskArgument(f"unknown event id {event_id}")
         return {"status": "skipped", "reason": claimed.reason}
     with self.reporting(EventReport(claimed, task_id)):
         if not inbox.attempt_allowed(claimed.attempts):
