@@ -8,11 +8,11 @@ not list.
 
 Lifecycle::
 
-    (new) ──store──▶ queued ──claim──▶ processing ──finish──▶ processed | ignored | failed
-      └──store──▶ ignored     │  ▲                    │
-              queued ─unpublished─▶ received           ├─defer──▶ queued (short wait: a Celery countdown)
-    received/queued/processing (stuck) ─requeue─▶ queued └─defer──▶ received (long wait: next_attempt_at)
-    failed ─requeue (admin)─▶ queued            failed ─claim (re-applied from Flower)─▶ processing
+    (new) ─store─▶ queued ─claim─▶ processing ─finish─▶ processed | ignored | failed
+      └─store─▶ ignored  │   ▲              ├─defer─▶ queued   (short wait: a Celery countdown)
+         queued ─unpublished─▶ received     └─defer─▶ received (long wait: until next_attempt_at)
+    received / queued / processing, once stuck ─requeue─▶ queued     failed ─requeue (admin)─▶ queued
+                                                                     failed ─claim (re-applied)─▶ processing
 
 Three rules live here once:
 
