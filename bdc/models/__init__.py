@@ -2,11 +2,17 @@
 
 from bdc.models.base import Base
 from bdc.models.enums import (
+    ActionStatus,
+    AppointmentPhase,
+    AppointmentStatus,
     BeneficiaryStatus,
     DocumentType,
     EnrollmentStatus,
     EvaluationStatus,
     EventStatus,
+    LifecycleKind,
+    LifecycleMode,
+    NoticeKind,
     ProgramStatus,
     SyncKind,
     SyncStatus,
@@ -15,10 +21,19 @@ from bdc.models.enums import (
 )
 from bdc.models.host import Beneficiary, Document, Enrollment, Evaluation, Program, Tenant, User
 from bdc.models.integration import AuditLog, SyncRun, WebhookEvent, WedofConnection
+from bdc.models.lifecycle import (
+    LIVE_ACTION_STATUSES,
+    Appointment,
+    LifecycleAction,
+    LifecycleSettings,
+    Notice,
+)
 
 __all__ = [
     "Base", "Tenant", "User", "Beneficiary", "Program", "Enrollment", "Evaluation", "Document",
     "WedofConnection", "WebhookEvent", "SyncRun", "AuditLog",
     "UserRole", "BeneficiaryStatus", "ProgramStatus", "EnrollmentStatus", "EvaluationStatus", "DocumentType",
     "EventStatus", "SyncKind", "SyncTrigger", "SyncStatus",
+    "Appointment", "LifecycleSettings", "LifecycleAction", "Notice", "LIVE_ACTION_STATUSES",
+    "AppointmentPhase", "AppointmentStatus", "LifecycleKind", "LifecycleMode", "ActionStatus", "NoticeKind",
 ]

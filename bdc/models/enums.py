@@ -75,6 +75,56 @@ class SyncStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+class AppointmentPhase(enum.StrEnum):
+    """The phases of a bilan de compétences (Code du travail), and the follow-up interview."""
+
+    PRELIMINAIRE = "preliminaire"
+    INVESTIGATION = "investigation"
+    CONCLUSION = "conclusion"
+    SUIVI = "suivi"
+
+
+class AppointmentStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    ATTENDED = "attended"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class LifecycleKind(enum.StrEnum):
+    """What the lifecycle rules may tell Wedof about a folder."""
+
+    ENTRY = "entry"  # inTraining {date}
+    PROGRESS = "progress"  # completionRate
+    END = "end"  # serviceDone with the normal-end code
+    ABANDON = "abandon"  # serviceDone with the abandon code
+    CANCEL = "cancel"  # cancel {code, description}, before entry
+
+
+class LifecycleMode(enum.StrEnum):
+    OFF = "off"  # the rule is not evaluated
+    DRY_RUN = "dry_run"  # proposals are shown, never sent
+    APPROVE = "approve"  # proposals wait for a tenant admin
+    AUTO = "auto"  # decisions are sent
+
+
+class ActionStatus(enum.StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    SENT = "sent"  # the call is being made (or its answer was lost): read the folder before anything else
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a setting is missing; the reason says which
+    CANCELLED = "cancelled"
+
+
+class NoticeKind(enum.StrEnum):
+    ACTION_REFUSED = "action_refused"
+    ACTION_FAILED = "action_failed"
+    LATE_ENTRY = "late_entry"
+
+
 def db_enum(enum_cls: type[enum.Enum], name: str) -> SAEnum:
     """A VARCHAR + CHECK constraint on every backend, storing the enum's value."""
     return SAEnum(

@@ -143,6 +143,17 @@ class Enrollment(TimestampMixin, Base):
     wedof_last_update: Mapped[datetime | None]
     enrolled_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # The folder's own session and duration (trainingActionInfo), and the date Wedof recorded its entry:
+    # what the lifecycle rules check a declaration against.
+    session_start_date: Mapped[date | None]
+    session_end_date: Mapped[date | None]
+    indicative_duration_hours: Mapped[float | None] = mapped_column(Float)
+    in_training_at: Mapped[datetime | None]
+    # BDC evidence kept on the enrollment: the day the document de synthèse was handed over, and the day
+    # a withdrawal was recorded (the beneficiary stopped), in the tenant's calendar.
+    synthesis_delivered_on: Mapped[date | None]
+    withdrawn_on: Mapped[date | None]
+    withdrawal_reason: Mapped[str | None] = mapped_column(String(500))
 
     beneficiary: Mapped[Beneficiary] = relationship(back_populates="enrollments")
     program: Mapped[Program] = relationship(back_populates="enrollments")

@@ -243,7 +243,10 @@ def test_real_registration_folder_sample_applies_as_it_is(session, tenant):
     assert enrollment.progress == 0
     assert enrollment.wedof_last_update == datetime(2024, 3, 15, 14, 26, 51, 842000, tzinfo=UTC)
     assert enrollment.enrolled_at == datetime(2024, 6, 16, 14, 26, 51, tzinfo=UTC)
-    assert enrollment.completed_at is None
+    assert enrollment.completed_at is None and enrollment.in_training_at is None
+    # The folder's own session and duration, what the lifecycle rules check declarations against.
+    assert (enrollment.session_start_date, enrollment.session_end_date) == (date(2024, 3, 28), date(2024, 3, 29))
+    assert enrollment.indicative_duration_hours == 14
     assert (result.enrollment_id, result.beneficiary_id, result.program_id) == (
         enrollment.id,
         ben.id,
@@ -1093,3 +1096,22 @@ def test_orm_objects_the_caller_holds_see_what_was_written(session, tenant):
     assert held.progress == 10
     apply_folder(session, tenant, make_folder(completion_rate=70, last_update="2025-02-02T00:00:00Z"))
     assert held.progress == 70  # expired by the apply, reloaded on access
+
+
+def test_each_folder_keeps_its_own_session_and_its_entry_date(session, tenant):
+    """Two folders of one training action, two sessions: the program spans them, each enrollment keeps its own."""
+    first = registration_folder_sample()
+    second = copy.deepcopy(first)
+    second.update(externalId="12345678909999", state="inTraining", lastUpdate="2024-04-15T10:00:00.000Z")
+    second["attendee"]["id"] = 2025
+    second["attendee"]["email"] = "other@example.fr"
+    second["trainingActionInfo"].update(sessionStartDate="2024-04-08T00:00:00.000Z",
+                                        sessionEndDate="2024-05-31T00:00:00.000Z", indicativeDuration=24)
+    second["history"]["inTrainingDate"] = "2024-04-09T08:30:00.000Z"
+    apply_folders(session, tenant, [first, second])
+    session.commit()
+    a = one(session, Enrollment, external_id="12345678901234")
+    b = one(session, Enrollment, external_id="12345678909999")
+    assert (a.session_start_date, a.session_end_date, a.indicative_duration_hours) == (date(2024, 3, 28), date(2024, 3, 29), 14)
+    assert (b.session_start_date, b.session_end_date, b.indicative_duration_hours) == (date(2024, 4, 8), date(2024, 5, 31), 24)
+    assert b.in_training_at == datetime(2024, 4, 9, 8, 30, tzinfo=UTC) and a.in_training_at is None

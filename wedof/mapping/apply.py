@@ -110,6 +110,10 @@ ENROLLMENT_FIELDS = (
     "progress",
     "enrolled_at",
     "completed_at",
+    "in_training_at",
+    "session_start_date",
+    "session_end_date",
+    "indicative_duration_hours",
 )
 EVALUATION_FIELDS = ("beneficiary_id", "enrollment_id", "title", "score", "status")
 
@@ -368,6 +372,7 @@ class _Folder:
     report_source: FolderData | None = None  # the first applied copy in an end state
     enrolled_at: datetime | None = None
     completed_at: datetime | None = None
+    in_training_at: datetime | None = None
 
     def plan(self, stored: Row | None) -> None:
         """Replay the copies against the stored enrollment, as one-by-one application would."""
@@ -386,6 +391,7 @@ class _Folder:
                 self.report_source = copy
             self.enrolled_at = copy.enrolled_at or self.enrolled_at
             self.completed_at = copy.completed_at or self.completed_at
+            self.in_training_at = copy.in_training_at or self.in_training_at
 
 
 class _Table:
@@ -718,6 +724,11 @@ class _Page:
             progress=enrollment["progress"] if rate is None else values.whole_percent(rate),
             enrolled_at=plan.enrolled_at or enrollment["enrolled_at"],
             completed_at=plan.completed_at or enrollment["completed_at"],
+            in_training_at=plan.in_training_at or enrollment["in_training_at"],
+            # This folder's own session (the program spans all of its folders' sessions).
+            session_start_date=data.program.start_date,
+            session_end_date=data.program.end_date,
+            indicative_duration_hours=data.program.duration_hours,
         )
         return made, edited
 

@@ -75,6 +75,7 @@ class FolderData:
     completion_rate: float | None  # clamped 0–100; None = Wedof sent no usable rate
     enrolled_at: datetime | None
     completed_at: datetime | None
+    in_training_at: datetime | None
     permalink: str | None
     report_state_date: datetime | None
     attendee: AttendeeData | None
@@ -166,6 +167,7 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
             values.datetime_utc(history.get("terminatedDate"))
             or values.datetime_utc(history.get("serviceDoneDeclaredDate"))
         ),
+        in_training_at=values.datetime_utc(history.get("inTrainingDate")),
         permalink=values.short_text(folder.get("permalink"), 2000),
         report_state_date=values.datetime_utc(history.get(report_key)) if report_key else None,
         attendee=attendee,
