@@ -63,6 +63,7 @@ class Settings:
     sync_overlap_seconds: int = 600
     sync_lock_timeout: int = 300
     sync_page_size: int = 100
+    lifecycle_interval: float = 900.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -222,6 +223,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         sync_overlap_seconds=_int("BDC_SYNC_OVERLAP_SECONDS", get("BDC_SYNC_OVERLAP_SECONDS") or "600", 0, WEEK),
         sync_lock_timeout=_int("BDC_SYNC_LOCK_TIMEOUT", get("BDC_SYNC_LOCK_TIMEOUT") or "300", 10, WEEK),
         sync_page_size=_int("BDC_SYNC_PAGE_SIZE", get("BDC_SYNC_PAGE_SIZE") or "100", 1, 1000),
+        lifecycle_interval=_float("BDC_LIFECYCLE_INTERVAL", get("BDC_LIFECYCLE_INTERVAL") or "900", 0.4, 24 * 3600),
     )
 
 

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from bdc.models import BeneficiaryStatus, EnrollmentStatus, EventStatus, ProgramStatus, SyncStatus
-from wedof.mapping import DECLARATIONS
+from bdc.models import (
+    ActionStatus,
+    AppointmentPhase,
+    AppointmentStatus,
+    BeneficiaryStatus,
+    EnrollmentStatus,
+    EventStatus,
+    LifecycleKind,
+    LifecycleMode,
+    NoticeKind,
+    ProgramStatus,
+    SyncStatus,
+)
 
 bp = Blueprint("openapi", __name__)
 
@@ -31,7 +42,7 @@ _ERROR_TEXT = {
     400: "Unreadable input (JSON or parameter)", 401: "Missing, invalid or expired token",
     403: "The role may not use this API", 404: "Unknown object, or another tenant's",
     409: "The object's state does not allow it", 422: "A field is missing or invalid",
-    503: "The task queue is unreachable",
+    503: "The task queue (or Wedof, for a check) is unreachable",
 }
 
 
@@ -138,6 +149,56 @@ SCHEMAS = {
         "target_type": _nullable("string"), "target_id": _nullable("string"), "details": {"type": "object"},
         "created_at": _TIME,
     }, ["id", "actor", "action"]),
+    "Appointment": _obj({
+        "id": _INT, "tenant_id": _INT, "beneficiary_id": _INT, "enrollment_id": _INT,
+        "phase": {"type": "string", "enum": [p.value for p in AppointmentPhase]},
+        "starts_at": _TIME, "ends_at": _TIME, "status": {"type": "string", "enum": [s.value for s in AppointmentStatus]},
+        "attended_minutes": _nullable("integer"), "trainer_id": _nullable("integer"), "notes": _nullable("string"),
+        "updated_at": _TIME, "evaluation": {"type": "string", "enum": ["queued", "pending"]},
+    }, ["id", "enrollment_id", "phase", "status"]),
+    "Evidence": _obj({
+        "enrollment_id": _INT, "synthesis_delivered_on": _nullable("string", format="date"),
+        "withdrawn_on": _nullable("string", format="date"), "withdrawal_reason": _nullable("string"),
+        "session_start_date": _nullable("string", format="date"), "session_end_date": _nullable("string", format="date"),
+        "indicative_duration_hours": _nullable("number"), "evaluation": {"type": "string", "enum": ["queued", "pending"]},
+    }, ["enrollment_id"]),
+    "Action": _obj({
+        "id": _INT, "tenant_id": _INT, "enrollment_id": _INT,
+        "kind": {"type": "string", "enum": [k.value for k in LifecycleKind]},
+        "status": {"type": "string", "enum": [s.value for s in ActionStatus]},
+        "mode": {"type": "string", "enum": [m.value for m in LifecycleMode]},
+        "body": _nullable("object"), "evidence": {"type": "object"}, "reason": _nullable("string"), "late": _BOOL,
+        "wedof_answer": _nullable("object"), "decided_by": _nullable("string"), "decided_at": _TIME,
+        "sent_at": _TIME, "finished_at": _TIME, "created_at": _TIME, "flower_url": _nullable("string"),
+    }, ["id", "kind", "status", "mode"]),
+    "LifecycleSettings": _obj({
+        "modes": _obj({k.value: {"type": "string", "enum": [m.value for m in LifecycleMode]} for k in LifecycleKind}),
+        "normal_end_code": _nullable("string"), "abandon_code": _nullable("string"), "cancel_code": _nullable("string"),
+        "inactivity_days": _INT, "time_zone": _STR, "trace_activities": _BOOL, "updated_at": _TIME,
+        "configured": _BOOL,
+        "reasons": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}}},
+        "reasons_error": _nullable("string"),
+    }, ["modes", "inactivity_days", "time_zone"]),
+    "LifecycleSettingsInput": _obj({
+        **{f"{k.value}_mode": {"type": "string", "enum": [m.value for m in LifecycleMode]} for k in LifecycleKind},
+        "normal_end_code": _nullable("string", maxLength=64), "abandon_code": _nullable("string", maxLength=64),
+        "cancel_code": _nullable("string", maxLength=64),
+        "inactivity_days": {"type": "integer", "minimum": 1, "maximum": 365},
+        "time_zone": {"type": "string", "maxLength": 64}, "trace_activities": _BOOL,
+    }, additionalProperties=False),
+    "AppointmentInput": _obj({
+        "enrollment_id": {"type": "integer", "minimum": 1},
+        "phase": {"type": "string", "enum": [p.value for p in AppointmentPhase]},
+        "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"},
+        "status": {"type": "string", "enum": [s.value for s in AppointmentStatus]},
+        "attended_minutes": _nullable("integer", minimum=0), "trainer_id": _nullable("integer", minimum=1),
+        "notes": _nullable("string", maxLength=4000),
+    }, additionalProperties=False),
+    "Notice": _obj({
+        "id": _INT, "kind": {"type": "string", "enum": [k.value for k in NoticeKind]}, "message": _STR,
+        "target_type": _nullable("string"), "target_id": _nullable("string"), "created_at": _TIME,
+        "acknowledged_at": _TIME,
+    }, ["id", "kind", "message"]),
     "Status": _obj({
         "tenant": _obj({"id": _INT, "name": _STR, "slug": _STR}), "configured": _BOOL, "connected": _BOOL,
         "error": _nullable("string"), "webhook_url": _nullable("string"),
@@ -183,8 +244,9 @@ PATHS = {
         *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in BeneficiaryStatus]}),
         _param("q", schema={"type": "string", "maxLength": 120})])},
     "/stagiaires/{beneficiary_id}/progression": {"post": _op(
-        "Store a progress (0-100) and push it to Wedof",
-        _ok(202, _obj({"enrollment_id": _INT, "progress": _INT, "task_id": _STR}, ["task_id"]), "Accepted"),
+        "Send a completion rate (0-100) to Wedof, recorded first as an approved lifecycle action",
+        _ok(202, _obj({"enrollment_id": _INT, "progress": _INT, "action_id": _INT, "task_id": _STR},
+                      ["task_id", "action_id"]), "Accepted"),
         params=[_id_param("beneficiary_id"), *SCOPED],
         body=_obj({"progress": {"type": "integer", "minimum": 0, "maximum": 100},
                    "enrollment_id": _nullable("integer", minimum=1)}, ["progress"], additionalProperties=False),
@@ -195,11 +257,73 @@ PATHS = {
         *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in EnrollmentStatus]}),
         _param("wedof_state", schema={"type": "string", "maxLength": 64})])},
     "/bilans/{enrollment_id}/transition": {"post": _op(
-        "Declare a Wedof transition (in training, terminated, service done)",
-        _ok(202, _obj({"enrollment_id": _INT, "to": _STR, "task": _STR, "task_id": _STR}, ["task_id"]), "Accepted"),
+        "Declare the entry or the service done by hand, with the admin's date (an approved lifecycle action)",
+        _ok(202, _obj({"enrollment_id": _INT, "to": _STR, "action_id": _INT, "body": {"type": "object"},
+                       "task": _STR, "task_id": _STR}, ["task_id", "action_id"]), "Accepted"),
         params=[_id_param("enrollment_id"), *SCOPED],
-        body=_obj({"to": {"type": "string", "enum": list(DECLARATIONS)}}, ["to"],
-                  additionalProperties=False), errors=(409, 422, 503))},
+        body=_obj({"to": {"type": "string", "enum": ["inTraining", "serviceDone"]},
+                   "date": {"type": "string", "format": "date"}, "code": _nullable("string", maxLength=64),
+                   "absence_duration": {"type": "number", "minimum": 0}, "force_majeure_absence": _BOOL},
+                  ["to", "date"], additionalProperties=False), errors=(409, 422, 503))},
+    "/bilans/{enrollment_id}/appointments": {"get": _op(
+        "A bilan's appointments and evidence", _ok(200, _obj({"items": {"type": "array", "items": _ref("Appointment")},
+                                                              "evidence": _ref("Evidence")}, ["items"])),
+        params=[_id_param("enrollment_id"), *SCOPED])},
+    "/bilans/{enrollment_id}/evidence": {"put": _op(
+        "Record or correct the synthesis hand-over and a withdrawal (null clears)", _ok(200, _ref("Evidence")),
+        params=[_id_param("enrollment_id"), *SCOPED],
+        body=_obj({"synthesis_delivered_on": _nullable("string", format="date"),
+                   "withdrawn_on": _nullable("string", format="date"),
+                   "withdrawal_reason": _nullable("string", maxLength=500)}, additionalProperties=False))},
+    "/bilans/{enrollment_id}/evaluate": {"post": _op(
+        "Run the lifecycle rules for this bilan now (queued)", _ok(202, _obj({"enrollment_id": _INT, "task_id": _STR},
+                                                                             ["task_id"]), "Accepted"),
+        params=[_id_param("enrollment_id"), *SCOPED], errors=(422, 503))},
+    "/appointments": {"post": _op(
+        "Record an appointment (a bilan session)", _ok(201, _ref("Appointment"), "Created"), params=SCOPED,
+        body=_ref("AppointmentInput"))},
+    "/appointments/{appointment_id}": {"patch": _op(
+        "Correct an appointment", _ok(200, _ref("Appointment")), params=[_id_param("appointment_id"), *SCOPED],
+        body=_ref("AppointmentInput"))},
+    "/appointments/{appointment_id}/attendance": {"post": _op(
+        "Mark an appointment attended (with its minutes) or missed", _ok(200, _ref("Appointment")),
+        params=[_id_param("appointment_id"), *SCOPED],
+        body=_obj({"status": {"type": "string", "enum": ["attended", "missed"]},
+                   "attended_minutes": _nullable("integer", minimum=0)}, ["status"], additionalProperties=False))},
+    "/appointments/{appointment_id}/cancel": {"post": _op(
+        "Cancel an appointment", _ok(200, _ref("Appointment")), params=[_id_param("appointment_id"), *SCOPED])},
+    "/lifecycle/actions": {"get": _op("Lifecycle actions, newest first", _ok(200, _page_of("Action")), params=[
+        *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in ActionStatus]}),
+        _param("kind", schema={"type": "string", "enum": [k.value for k in LifecycleKind]}),
+        _param("late", schema={"type": "string", "enum": ["true", "false"]}),
+        _param("enrollment_id", schema={"type": "integer", "minimum": 1})])},
+    "/lifecycle/actions/{action_id}": {"get": _op("One lifecycle action", _ok(200, _ref("Action")),
+                                                  params=[_id_param("action_id"), *SCOPED])},
+    "/lifecycle/actions/{action_id}/approve": {"post": _op(
+        "Approve a proposed action: it is sent (queued)", _ok(202, _obj({"action_id": _INT, "status": _STR,
+                                                                         "task_id": _STR}, ["task_id"]), "Accepted"),
+        params=[_id_param("action_id"), *SCOPED], errors=(409, 422, 503))},
+    "/lifecycle/actions/{action_id}/reject": {"post": _op(
+        "Reject a proposed or blocked action, saying why", _ok(200, _ref("Action")),
+        params=[_id_param("action_id"), *SCOPED],
+        body=_obj({"reason": {"type": "string", "minLength": 1, "maxLength": 500}}, ["reason"],
+                  additionalProperties=False), errors=(409, 422))},
+    "/lifecycle/actions/{action_id}/retry": {"post": _op(
+        "Send a refused or failed action again once the cause is fixed (queued)", _ok(202, _obj({"action_id": _INT, "status": _STR, "task_id": _STR},
+                                                             ["task_id"]), "Accepted"),
+        params=[_id_param("action_id"), *SCOPED], errors=(409, 422, 503))},
+    "/lifecycle/settings": {
+        "get": _op("The tenant's lifecycle settings, with Wedof's live reason lists", _ok(200, _ref("LifecycleSettings")),
+                   params=SCOPED),
+        "put": _op("Change the lifecycle settings (reason codes checked against Wedof's list)",
+                   _ok(200, _ref("LifecycleSettings")), params=SCOPED, body=_ref("LifecycleSettingsInput"),
+                   errors=(422, 503)),
+    },
+    "/notices": {"get": _op("Notices for staff (refused or failed actions, late entries)", _ok(200, _page_of("Notice")),
+                            params=[*SCOPED, *PAGING, _param("open", schema={"type": "string",
+                                                                             "enum": ["true", "false"]})])},
+    "/notices/{notice_id}/acknowledge": {"post": _op(
+        "Mark a notice as read", _ok(200, _ref("Notice")), params=[_id_param("notice_id"), *SCOPED], errors=(422,))},
     "/connection": {
         "get": _op("The tenant's Wedof connection (secrets never shown)", _ok(200, _ref("Connection")),
                    params=SCOPED),

@@ -533,6 +533,17 @@ class WedofClient:
             raise ValueError(f"type must be one of {REASON_TYPES}")
         return self._get("/registrationFoldersReasons", list, params={"type": type})
 
+    def create_folder_activity(self, external_id: str, *, title: str, type: str = "training",
+                               description: str | None = None, event_time: datetime | None = None) -> dict[str, Any]:
+        """``POST /activities/RegistrationFolder/{externalId}``: a trace in Wedof of what the organism did."""
+        body = {"title": title, "type": type, "description": description, "origin": "manual",
+                "eventTime": format_wedof_datetime(event_time) if event_time is not None else None}
+        return self._post(f"/activities/RegistrationFolder/{folder_path_id(external_id)}",
+                          {k: v for k, v in body.items() if v is not None})
+
+    def list_folder_activities(self, external_id: str) -> list[dict[str, Any]]:
+        return self._get(f"/activities/RegistrationFolder/{folder_path_id(external_id)}", list)
+
     def list_folder_files(self, external_id: str) -> list[dict[str, Any]]:
         return self._get(f"/registrationFolders/{folder_path_id(external_id)}/files", list)
 

@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 
 from . import transitions
-from .errors import ApiError, not_found
+from .errors import ApiError, invalid, not_found
 from .httpjson import array_response, json_body, json_response, raw_json
 from .listing import parse_folder_query, query_certification_folders, query_folders
 from .state import SandboxState
@@ -62,8 +62,13 @@ def faults_then_auth():
 
 @api.after_request
 def count(response: Response) -> Response:
+    state = sandbox()
     rule = request.url_rule.rule if request.url_rule else "<unmatched>"
-    sandbox().counters.response(f"{request.method} {rule}", response.status_code, g.get("served", False))
+    state.counters.response(f"{request.method} {rule}", response.status_code, g.get("served", False))
+    if request.method in ("POST", "PUT") and g.get("served") and response.status_code < 300 \
+            and state.faults.answer_lost():
+        state.counters.fault("lost_answer")
+        return _drop_connection()  # applied, but the client never hears it
     return response
 
 
@@ -112,6 +117,7 @@ def transition(external_id: str, verb: str):
     state = sandbox()
     body = json_body()
     change = state.apply(external_id, transitions.transition(verb, body))
+    state.counters.transition(external_id, verb)
     return raw_json(change.body)
 
 
@@ -130,6 +136,39 @@ def reasons():
         raise ApiError(400, "type must be one of terminated, refused, canceled.",
                        [{"propertyPath": "type", "title": "Expected terminated, refused or canceled."}])
     return json_response(REASONS[kind])
+
+
+ACTIVITY_TYPES = ("phone", "email", "meeting", "chat", "sms", "training", "remark", "file")
+
+
+@api.post("/activities/<entity>/<external_id>")
+def create_activity(entity: str, external_id: str):
+    state = sandbox()
+    _activity_folder(state, entity, external_id)
+    body = json_body(required=True)
+    title = body.get("title")
+    if not isinstance(title, str) or not title.strip() or len(title) > 255:
+        raise invalid("title", "This value should not be blank (255 characters at most).")
+    if body.get("type") not in ACTIVITY_TYPES:
+        raise invalid("type", f"This value should be one of {', '.join(ACTIVITY_TYPES)}.")
+    for name in ("description", "eventTime", "origin", "link", "userEmail"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise invalid(name, "This value should be a string.")
+    return json_response(state.add_activity(entity, external_id, body), 201)
+
+
+@api.get("/activities/<entity>/<external_id>")
+def list_activities(entity: str, external_id: str):
+    state = sandbox()
+    _activity_folder(state, entity, external_id)
+    return json_response(state.activities_of(entity, external_id))
+
+
+def _activity_folder(state: SandboxState, entity: str, external_id: str) -> None:
+    if entity != "RegistrationFolder":
+        raise not_found(f"No activities for {entity[:40]} in this sandbox")
+    with state.store.lock:
+        state.store.record(external_id)  # 404 when unknown
 
 
 @api.get("/certificationFolders")

@@ -125,12 +125,18 @@ def faults():
     cfg = state.fault_config
     return json_response({"latency_ms": cfg.latency_ms, "error_rate": cfg.error_rate,
                           "rate_limit_rate": cfg.rate_limit_rate, "retry_after": cfg.retry_after,
-                          "drop_rate": cfg.drop_rate})
+                          "drop_rate": cfg.drop_rate, "lost_answer_rate": cfg.lost_answer_rate})
 
 
 @control.get("/requests")
 def requests_served():
     return json_response(sandbox().counters.snapshot())
+
+
+@control.get("/transitions")
+def transitions_by_folder():
+    """The transitions Wedof accepted, per folder and verb: the truth to count declarations against."""
+    return json_response(sandbox().counters.transitions_by_folder())
 
 
 @control.post("/requests/reset")

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from .errors import invalid
 
 ERROR_STATUSES = (500, 502, 503)
-FAULT_KINDS = ("latency", "drop", "rate_limit", "error")
+FAULT_KINDS = ("latency", "drop", "rate_limit", "error", "lost_answer")
 
 
 @dataclass
@@ -29,6 +29,8 @@ class FaultConfig:
     rate_limit_rate: float = 0.0
     retry_after: int = 1
     drop_rate: float = 0.0
+    # A POST or PUT that is applied, then answered by a dropped connection: the client's answer is lost.
+    lost_answer_rate: float = 0.0
 
     def update(self, values) -> None:
         if not isinstance(values, dict):
@@ -72,6 +74,10 @@ class FaultInjector:
             return "error", status
         return None, 200
 
+    def answer_lost(self) -> bool:
+        with self._lock:
+            return self._rng.random() < self.config.lost_answer_rate
+
 
 class RequestCounters:
     """API requests seen, by route and status, and faults injected by kind."""
@@ -88,6 +94,18 @@ class RequestCounters:
             self.by_route: Counter = Counter()
             self.by_status: Counter = Counter()
             self.faults: Counter = Counter(dict.fromkeys(FAULT_KINDS, 0))
+            self.transitions: Counter = Counter()  # (externalId, verb) -> transitions Wedof accepted
+
+    def transition(self, external_id: str, verb: str) -> None:
+        with self._lock:
+            self.transitions[(external_id, verb)] += 1
+
+    def transitions_by_folder(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            by_folder: dict[str, dict[str, int]] = {}
+            for (external_id, verb), count in self.transitions.items():
+                by_folder.setdefault(external_id, {})[verb] = count
+            return by_folder
 
     def request(self) -> None:
         with self._lock:

@@ -12,21 +12,35 @@ from collections import Counter
 
 from . import transitions
 from .errors import ApiError
-from .states import COMPLETION_STATES, EXTERNAL_MOVES, ORGANISM_TRANSITIONS, SERVICE_DONE_STATES
+from .states import COMPLETION_STATES, EXTERNAL_MOVES, ORGANISM_TRANSITIONS, REASONS, SERVICE_DONE_STATES
 from .store import FolderStore
+from .timeutil import iso_ms, parse_datetime, wall_ms
 
 NOTES = ("Relancé par téléphone", "Entretien préliminaire fait", "Documents reçus — merci !", "")
 TAGS = (["bdc"], ["prioritaire"], [], ["relance", "bdc"], ["à rappeler"])
 
 
-def _moves(folder: dict, rng: random.Random, completion_updates: bool) -> list[tuple[int, object]]:
+def _organism_body(folder: dict, verb: str, rng: random.Random, now_ms: int) -> dict | None:
+    """A body a careful organism would send (None: the move is not possible today)."""
+    info = folder["trainingActionInfo"]
+    if verb == "validate":
+        return {"indicativeDuration": info["indicativeDuration"]} if folder["withPoleEmploi"] else {}
+    if verb == "inTraining":
+        return {} if parse_datetime(info["sessionStartDate"]) <= now_ms else None
+    if verb in ("terminate", "serviceDone"):
+        ended = min(now_ms, parse_datetime(info["sessionEndDate"]))
+        body = {"date": iso_ms(ended)[:10], "code": rng.choice(REASONS["terminated"])["code"], "absenceDuration": 0}
+        if verb == "serviceDone":
+            body.update(forceMajeureAbsence=False, trainingDuration=info["indicativeDuration"])
+        return body
+    return {}
+
+
+def _moves(folder: dict, rng: random.Random, completion_updates: bool, now_ms: int) -> list[tuple[int, object]]:
     state = folder["state"]
     moves: list[tuple[int, object]] = []
     for verb, table in ORGANISM_TRANSITIONS.items():
-        if state in table:
-            body = {}
-            if verb == "validate" and folder["withPoleEmploi"]:
-                body = {"indicativeDuration": folder["trainingActionInfo"]["indicativeDuration"]}
+        if state in table and (body := _organism_body(folder, verb, rng, now_ms)) is not None:
             moves.append((1 if verb in ("refuse", "cancel") else 6, transitions.transition(verb, body)))
     if state in SERVICE_DONE_STATES and folder["billingState"] == "toBill":
         moves.append((3, transitions.transition("billing", {})))
@@ -54,7 +68,7 @@ def simulate(store: FolderStore, apply, changes: int, completion_updates: bool, 
         for _attempt in range(30):  # prefer folders that can still move
             external_id = rng.choice(ids)
             folder = store.records[external_id].folder  # replaced, never mutated in place: safe to read
-            moves = _moves(folder, rng, completion_updates)
+            moves = _moves(folder, rng, completion_updates, max(wall_ms(), store.clock.last))
             if moves:
                 break
         if not moves or rng.random() < 0.05:

@@ -8,6 +8,7 @@ import threading
 from . import population
 from .faults import FaultConfig, FaultInjector, RequestCounters
 from .store import Change, FolderStore, Mutator
+from .timeutil import iso_ms, wall_ms
 from .webhooks import Deliverer, DeliveryConfig, WebhookRegistry
 
 
@@ -30,6 +31,23 @@ class SandboxState:
         self.folders, self.seed, self.simulations = folders, seed, 0
         self.faults = FaultInjector(self.fault_config, seed)
         self.store = self._build_store(folders, seed)
+        self._activities: dict[tuple[str, str], list[dict]] = {}
+        self._activity_lock = threading.Lock()
+
+    def add_activity(self, entity: str, external_id: str, body: dict) -> dict:
+        with self._activity_lock:
+            items = self._activities.setdefault((entity, external_id), [])
+            activity = {"id": sum(len(v) for v in self._activities.values()) + 1, "title": body["title"],
+                        "type": body["type"], "description": body.get("description"),
+                        "eventTime": body.get("eventTime"), "origin": body.get("origin", "manual"),
+                        "entityClass": entity, "entityId": external_id,
+                        "createdOn": iso_ms(wall_ms())}
+            items.append(activity)
+            return activity
+
+    def activities_of(self, entity: str, external_id: str) -> list[dict]:
+        with self._activity_lock:
+            return list(self._activities.get((entity, external_id), []))
 
     def _build_store(self, folders: int, seed: int) -> FolderStore:
         pop = population.generate(folders, seed, self.siret, self.organism_name, self.anchor)
@@ -61,6 +79,8 @@ class SandboxState:
             self.faults = FaultInjector(self.fault_config, seed)
             self.folders, self.seed, self.simulations = folders, seed, 0
             self.store = store
+            with self._activity_lock:
+                self._activities.clear()
 
     def close(self) -> None:
         self.deliverer.stop()

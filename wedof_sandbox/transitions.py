@@ -21,6 +21,7 @@ from .states import (
 from .timeutil import iso_ms, parse_datetime
 
 MAX_TEXT = 10_000
+DAY_MS = 86_400_000
 
 
 def _body_object(body) -> dict:
@@ -53,6 +54,9 @@ def _number_param(body: dict, name: str, maximum: float | None = None) -> None:
 def _reason_param(body: dict, verb: str) -> None:
     code = body.get("code")
     if code is None:
+        if verb in ("terminate", "serviceDone"):
+            raise invalid("code", "This value should not be blank: choose an exit reason from "
+                                  "/api/registrationFoldersReasons?type=terminated.")
         return
     codes = {r["code"] for r in REASONS[REASON_TYPE_OF_VERB[verb]]}
     if str(code) not in codes:
@@ -66,6 +70,23 @@ def _text_param(body: dict, name: str) -> str | None:
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise invalid(name, f"This value should be a string of at most {MAX_TEXT} characters.")
     return value
+
+
+def _check_dates(folder: dict, verb: str, at: int, now: int) -> None:
+    """What Wedof's state machine checks of a declaration's date (lifecycle-billing.md §2)."""
+    if verb not in ("inTraining", "terminate", "serviceDone"):
+        return
+    if at // DAY_MS > now // DAY_MS:
+        raise invalid("date", "The date cannot be in the future.")
+    info = folder["trainingActionInfo"]
+    if verb == "inTraining" and info.get("sessionStartDate"):
+        start = parse_datetime(info["sessionStartDate"])
+        if at // DAY_MS < start // DAY_MS:
+            raise invalid("date", f"The entry cannot be before the session start ({info['sessionStartDate'][:10]}).")
+    if verb != "inTraining" and info.get("sessionEndDate"):
+        end = parse_datetime(info["sessionEndDate"])
+        if at // DAY_MS > end // DAY_MS:
+            raise invalid("date", f"The end cannot be after the session end ({info['sessionEndDate'][:10]}).")
 
 
 def _enter(folder: dict, state: str, at_ms: int) -> str:
@@ -93,7 +114,15 @@ def transition(verb: str, body) -> Callable[[dict, int], str]:
         for name in ("absenceDuration", "trainingDuration", "indicativeDuration"):
             _number_param(body, name)
         _number_param(body, "weeklyDuration", 99)
+        # Only "date" is read: a client sending startDate/endDate gets today's date, as from Wedof.
         at = _date_param(body, "date", now)
+        _check_dates(folder, verb, at, now)
+        if verb == "serviceDone":
+            for name in ("absenceDuration", "trainingDuration"):
+                if body.get(name) is None:
+                    raise invalid(name, "This value should not be blank.")
+            if "forceMajeureAbsence" in body and not isinstance(body["forceMajeureAbsence"], bool):
+                raise invalid("forceMajeureAbsence", "This value should be a boolean.")
         if verb == "validate":
             info = folder["trainingActionInfo"]
             if folder["withPoleEmploi"]:

@@ -23,7 +23,7 @@ from bdc.db import dispose_engines
 TASK_MODULES = (
     "worker.tasks.events",
     "worker.tasks.sync",
-    "worker.tasks.push",
+    "worker.tasks.lifecycle",
     "worker.tasks.maintenance",
 )
 

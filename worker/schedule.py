@@ -1,4 +1,5 @@
-"""The beat schedule: sweep the inbox every minute, sync every connection hourly, purge raw bodies daily.
+"""The beat schedule: sweep the inbox every minute, evaluate the lifecycle rules every 15 minutes, sync every
+connection hourly, purge raw bodies daily.
 
 Every entry carries ``expires`` shorter than its interval: when beat or the broker was down, the
 missed ticks are dropped instead of piling up and running back to back. Exactly one beat process
@@ -7,7 +8,7 @@ must run (docker-compose starts one).
 
 from __future__ import annotations
 
-from worker.task_names import PURGE_RAW_BODIES, SCHEDULE_SYNCS, SWEEP_INBOX
+from worker.task_names import EVALUATE_LIFECYCLES, PURGE_RAW_BODIES, SCHEDULE_SYNCS, SWEEP_INBOX
 
 DAY = 24 * 3600
 
@@ -19,6 +20,11 @@ def build_beat_schedule(settings) -> dict:
             "task": SWEEP_INBOX,
             "schedule": sweep,
             "options": {"expires": max(0.5, sweep * 0.9)},
+        },
+        "evaluate-lifecycles": {
+            "task": EVALUATE_LIFECYCLES,
+            "schedule": settings.lifecycle_interval,
+            "options": {"expires": max(0.5, settings.lifecycle_interval * 0.9)},
         },
         "purge-raw-bodies": {
             "task": PURGE_RAW_BODIES,

@@ -5,24 +5,22 @@ The webapp sends tasks by these names (``send_task``) and never imports the code
 
 PROCESS_EVENT = "wedof.process_event"
 SYNC_CONNECTION = "wedof.sync_connection"
-PUSH_PROGRESS = "wedof.push_progress"
-DECLARE_IN_TRAINING = "wedof.declare_in_training"
-DECLARE_TERMINATED = "wedof.declare_terminated"
-DECLARE_SERVICE_DONE = "wedof.declare_service_done"
+CARRY_OUT_ACTION = "wedof.carry_out_action"
+EVALUATE_LIFECYCLE = "wedof.evaluate_lifecycle"
+EVALUATE_LIFECYCLES = "wedof.evaluate_lifecycles"
 REGISTER_WEBHOOK = "wedof.register_webhook"
 SWEEP_INBOX = "wedof.sweep_inbox"
 PURGE_RAW_BODIES = "wedof.purge_raw_bodies"
 SCHEDULE_SYNCS = "wedof.schedule_syncs"
 
-EVENTS_QUEUE = "events"  # latency-sensitive: webhooks, pushes, maintenance
+EVENTS_QUEUE = "events"  # latency-sensitive: webhooks, declarations, maintenance
 SYNC_QUEUE = "sync"  # bulk: full and incremental syncs
 
 QUEUE_OF = {
     PROCESS_EVENT: EVENTS_QUEUE,
-    PUSH_PROGRESS: EVENTS_QUEUE,
-    DECLARE_IN_TRAINING: EVENTS_QUEUE,
-    DECLARE_TERMINATED: EVENTS_QUEUE,
-    DECLARE_SERVICE_DONE: EVENTS_QUEUE,
+    CARRY_OUT_ACTION: EVENTS_QUEUE,
+    EVALUATE_LIFECYCLE: EVENTS_QUEUE,
+    EVALUATE_LIFECYCLES: SYNC_QUEUE,  # bulk: a tenant's enrollments in pages
     REGISTER_WEBHOOK: EVENTS_QUEUE,
     SWEEP_INBOX: EVENTS_QUEUE,
     PURGE_RAW_BODIES: EVENTS_QUEUE,

@@ -79,6 +79,12 @@ class LifecycleSettings(TimestampMixin, Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
     trace_activities: Mapped[bool] = mapped_column(default=False)  # a Wedof activity per declaration
 
+    @classmethod
+    def defaults(cls, tenant_id: int) -> LifecycleSettings:
+        """Unsaved settings holding the column defaults (what a tenant gets when it first saves)."""
+        return cls(tenant_id=tenant_id, **{column.key: column.default.arg for column in cls.__table__.columns
+                                           if column.default is not None and not callable(column.default.arg)})
+
 
 class LifecycleAction(TimestampMixin, Base):
     """One decision of the rules: what Wedof should be told, with which body, resting on which evidence."""

@@ -13,7 +13,8 @@ from wedof_sandbox.state import SandboxState
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wedof"
 BASE_FOLDERS, BASE_SEED = 60, 7
-DEFAULT_FAULTS = {"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "retry_after": 1, "drop_rate": 0}
+DEFAULT_FAULTS = {"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "retry_after": 1, "drop_rate": 0,
+                  "lost_answer_rate": 0}
 DEFAULT_DELIVERY = {"signature_algorithm": "sha256", "signature_encoding": "hex", "duplicate_rate": 0,
                     "out_of_order_rate": 0, "bad_signature_rate": 0, "malformed_rate": 0,
                     "retry_delays": [0.05, 0.1, 0.2], "hold_seconds": 2.0, "timeout": 5.0}

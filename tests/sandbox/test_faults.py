@@ -56,3 +56,13 @@ def test_fault_settings_are_validated(sbx, bad):
     response = requests.put(f"{sbx.url}/_sandbox/faults", json=bad, timeout=10)
     assert response.status_code == 400 and response.json()["violations"]
     assert sbx.control("GET", "/faults")["error_rate"] == 0
+
+
+def test_a_lost_answer_applies_the_change_then_drops_the_connection(sbx):
+    """What a client must survive before it sends a declaration again: Wedof did it, the answer never came."""
+    folder = next(f for f in sbx.control("GET", "/truth") if f["state"] == "inTraining")
+    faults(sbx, lost_answer_rate=1)
+    with pytest.raises(requests.ConnectionError):
+        sbx.api("PUT", f"/registrationFolders/{folder['externalId']}", json={"completionRate": 37})
+    assert sbx.api("GET", f"/registrationFolders/{folder['externalId']}").json()["completionRate"] == 37  # GETs answer
+    assert sbx.control("GET", "/requests")["faults"]["lost_answer"] == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 
 from wedof_sandbox.states import ORGANISM_TRANSITIONS, SERVICE_DONE_STATES, STATES
@@ -13,9 +15,21 @@ def truth(client) -> list[dict]:
     return client.get("/_sandbox/truth").get_json()
 
 
+def days(delta: int) -> str:
+    return (date.today() + timedelta(days=delta)).isoformat()
+
+
+# A session running around today: entries and ends dated today are within it.
+SESSION = {"sessionStartDate": f"{days(-30)}T00:00:00.000Z", "sessionEndDate": f"{days(30)}T00:00:00.000Z"}
+# What a careful organism sends with each verb (the codes are the sandbox's terminated reasons).
+BODIES = {"terminate": {"code": "8", "absenceDuration": 0},
+          "serviceDone": {"code": "8", "absenceDuration": 0, "forceMajeureAbsence": False, "trainingDuration": 24}}
+
+
 def folder_in(client, state: str, **patch) -> dict:
-    """Force the first folder into ``state`` (through the control endpoint) and return it."""
+    """Force the first folder into ``state`` (through the control endpoint), its session around today."""
     external_id = truth(client)[0]["externalId"]
+    patch = {"trainingActionInfo": dict(SESSION), **patch}
     response = client.put(f"/_sandbox/folders/{external_id}", json={"state": state, "withPoleEmploi": False, **patch})
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
@@ -25,7 +39,8 @@ def folder_in(client, state: str, **patch) -> dict:
 @pytest.mark.parametrize("state", STATES)
 def test_every_verb_from_every_state(client, verb, state):
     folder = folder_in(client, state)
-    response = client.post(f"/api/registrationFolders/{folder['externalId']}/{verb}", headers=KEY)
+    response = client.post(f"/api/registrationFolders/{folder['externalId']}/{verb}", headers=KEY,
+                           json=BODIES.get(verb, {}))
     target = ORGANISM_TRANSITIONS[verb].get(state)
     if target is None:
         assert response.status_code == 400
@@ -43,7 +58,7 @@ def test_every_verb_from_every_state(client, verb, state):
 def test_service_done_from_in_training_passes_through_terminated(client):
     folder = folder_in(client, "inTraining", history={"terminatedDate": None})
     after = client.post(f"/api/registrationFolders/{folder['externalId']}/serviceDone", headers=KEY,
-                        json={"code": "8", "absenceDuration": 0, "forceMajeureAbsence": False}).get_json()
+                        json=BODIES["serviceDone"]).get_json()
     assert after["state"] == "serviceDoneDeclared"
     assert after["history"]["terminatedDate"] and after["history"]["serviceDoneDeclaredDate"]
     assert after["billingState"] == "toBill"
@@ -124,12 +139,77 @@ def test_unreadable_bodies_get_400(client, data):
     assert bad_post.status_code == 400
 
 
-@pytest.mark.parametrize("body,path", [({"code": "999"}, "code"), ({"date": "31/12/2024"}, "date"),
-                                       ({"absenceDuration": -3}, "absenceDuration")])
+@pytest.mark.parametrize("body,path", [({"code": "999"}, "code"), ({"code": "8", "date": "31/12/2024"}, "date"),
+                                       ({"code": "8", "absenceDuration": -3}, "absenceDuration"),
+                                       ({"absenceDuration": 0}, "code"), ({}, "code")])
 def test_hostile_transition_parameters(client, body, path):
     folder = folder_in(client, "inTraining")
     response = client.post(f"/api/registrationFolders/{folder['externalId']}/terminate", headers=KEY, json=body)
     assert response.status_code == 400 and response.get_json()["violations"][0]["propertyPath"] == path
+
+
+@pytest.mark.parametrize("verb,state,body,path", [
+    ("inTraining", "accepted", {"date": days(-31)}, "date"),  # before the session start
+    ("inTraining", "accepted", {"date": days(1)}, "date"),  # in the future
+    ("serviceDone", "inTraining", {**BODIES["serviceDone"], "date": days(1)}, "date"),
+    ("terminate", "inTraining", {**BODIES["terminate"], "date": days(1)}, "date"),
+    ("serviceDone", "inTraining", {**BODIES["serviceDone"], "trainingDuration": -1}, "trainingDuration"),
+    ("serviceDone", "inTraining", {"code": "8", "absenceDuration": 0}, "trainingDuration"),
+    ("serviceDone", "inTraining", {"code": "8", "trainingDuration": 24}, "absenceDuration"),
+    ("serviceDone", "inTraining", {**BODIES["serviceDone"], "forceMajeureAbsence": "no"}, "forceMajeureAbsence"),
+    ("serviceDone", "inTraining", {**BODIES["serviceDone"], "code": "4"}, "code"),  # a canceled reason
+])
+def test_declarations_are_checked_as_wedof_checks_them(client, verb, state, body, path):
+    folder = folder_in(client, state)
+    response = client.post(f"/api/registrationFolders/{folder['externalId']}/{verb}", headers=KEY, json=body)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["violations"][0]["propertyPath"] == path
+    assert client.get(f"/api/registrationFolders/{folder['externalId']}", headers=KEY).get_json() == folder
+
+
+def test_an_end_after_the_session_end_is_refused(client):
+    ended = {"sessionStartDate": f"{days(-60)}T00:00:00.000Z", "sessionEndDate": f"{days(-10)}T00:00:00.000Z"}
+    folder = folder_in(client, "inTraining", trainingActionInfo=ended)
+    url = f"/api/registrationFolders/{folder['externalId']}/serviceDone"
+    refused = client.post(url, headers=KEY, json={**BODIES["serviceDone"], "date": days(-5)})
+    assert refused.status_code == 400 and refused.get_json()["violations"][0]["propertyPath"] == "date"
+    accepted = client.post(url, headers=KEY, json={**BODIES["serviceDone"], "date": days(-10)})
+    assert accepted.status_code == 200
+    assert accepted.get_json()["history"]["serviceDoneDeclaredDate"].startswith(days(-10))
+
+
+def test_start_and_end_dates_are_ignored_as_wedof_ignores_them(client):
+    """A client sending startDate/endDate instead of date gets today's date, silently."""
+    folder = folder_in(client, "accepted")
+    after = client.post(f"/api/registrationFolders/{folder['externalId']}/inTraining", headers=KEY,
+                        json={"startDate": days(-20)}).get_json()
+    assert after["history"]["inTrainingDate"][:10] == date.today().isoformat()
+
+
+def test_folder_activities(client):
+    folder = folder_in(client, "inTraining")
+    url = f"/api/activities/RegistrationFolder/{folder['externalId']}"
+    created = client.post(url, headers=KEY, json={"title": "Entrée déclarée", "type": "training",
+                                                  "eventTime": "2025-03-05T09:00:00Z", "origin": "manual"})
+    assert created.status_code == 201 and created.get_json()["title"] == "Entrée déclarée"
+    assert [a["id"] for a in client.get(url, headers=KEY).get_json()] == [created.get_json()["id"]]
+    for bad in ({"type": "training"}, {"title": "x", "type": "party"}, {"title": "", "type": "training"},
+                {"title": "x", "type": "training", "description": 5}):
+        response = client.post(url, headers=KEY, json=bad)
+        assert response.status_code == 400, bad
+    assert client.post("/api/activities/RegistrationFolder/0000000000", headers=KEY,
+                       json={"title": "x", "type": "training"}).status_code == 404
+    assert client.get(f"/api/activities/CertificationFolder/{folder['externalId']}", headers=KEY).status_code == 404
+
+
+def test_accepted_transitions_are_counted_per_folder(client):
+    folder = folder_in(client, "accepted")
+    url = f"/api/registrationFolders/{folder['externalId']}"
+    assert client.post(f"{url}/inTraining", headers=KEY).status_code == 200
+    assert client.post(f"{url}/inTraining", headers=KEY).status_code == 400  # refused: not counted
+    assert client.post(f"{url}/serviceDone", headers=KEY, json=BODIES["serviceDone"]).status_code == 200
+    counts = client.get("/_sandbox/transitions").get_json()
+    assert counts[folder["externalId"]] == {"inTraining": 1, "serviceDone": 1}
 
 
 def test_unknown_folder_and_unknown_verb(client):

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from bdc.db import session_scope
-from bdc.models import AuditLog, Enrollment, EventStatus, SyncRun, WebhookEvent, WedofConnection
+from bdc.models import (
+    AuditLog,
+    Enrollment,
+    EventStatus,
+    LifecycleAction,
+    SyncRun,
+    WebhookEvent,
+    WedofConnection,
+)
 from tests.webapp.conftest import queued_messages
 
 
@@ -260,17 +269,35 @@ def test_stagiaires_formations_bilans(admin_world):
         assert w.call("GET", bad, who="admin_a").status_code == 400
 
 
-def test_progression_stores_and_queues_the_push(admin_world, redis_client):
+def _actions(database_url) -> list[LifecycleAction]:
+    with session_scope(database_url) as session:
+        rows = session.scalars(select(LifecycleAction).order_by(LifecycleAction.id)).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def test_progression_is_recorded_as_an_approved_action_then_queued(admin_world, redis_client):
     w = admin_world
     a = w.ids["a"]
     response = w.call("POST", f"/stagiaires/{a['beneficiary']}/progression", who="admin_a",
                       json={"progress": 75, "enrollment_id": a["bilan_enrollment"]})
-    assert response.status_code == 202
+    assert response.status_code == 202, response.get_data(as_text=True)
+    data = response.get_json()
     [message] = queued_messages(redis_client, "events")
-    assert (message["task"], message["args"]) == ("wedof.push_progress", [a["bilan_enrollment"]])
-    with session_scope(w.database_url) as session:
-        assert session.get(Enrollment, a["bilan_enrollment"]).progress == 75
-    assert "enrollment.progress_set" in _audit_actions(w.database_url)
+    assert (message["task"], message["args"], message["id"]) == ("wedof.carry_out_action", [data["action_id"]],
+                                                                 data["task_id"])
+    [action] = _actions(w.database_url)
+    assert (action.kind.value, action.status.value, action.body) == ("progress", "approved", {"completionRate": 75})
+    assert action.evidence == {"by_hand": f"user:{a['admin']}", "previous_rate": 10}
+    with session_scope(w.database_url) as session:  # our copy follows Wedof's answer, not the request
+        assert session.get(Enrollment, a["bilan_enrollment"]).progress == 10
+    assert "lifecycle.proposed" in _audit_actions(w.database_url)
+    # A second value supersedes the first, which was not sent yet.
+    again = w.call("POST", f"/stagiaires/{a['beneficiary']}/progression", who="admin_a",
+                   json={"progress": 80, "enrollment_id": a["bilan_enrollment"]})
+    assert again.status_code == 202
+    first, second = _actions(w.database_url)
+    assert (first.status.value, second.status.value, second.body) == ("cancelled", "approved", {"completionRate": 80})
 
 
 def test_progression_refused_when_the_folder_state_does_not_allow_it(admin_world, redis_client):
@@ -285,7 +312,7 @@ def test_progression_refused_when_the_folder_state_does_not_allow_it(admin_world
     # Another tenant's enrollment through our beneficiary: not found.
     assert w.call("POST", f"/stagiaires/{a['beneficiary']}/progression", who="admin_a",
                   json={"progress": 30, "enrollment_id": w.ids["b"]["bilan_enrollment"]}).status_code == 404
-    assert queued_messages(redis_client, "events") == []
+    assert queued_messages(redis_client, "events") == [] and _actions(w.database_url) == []
 
 
 @pytest.mark.parametrize("body", [{"progress": 101}, {"progress": -1}, {"progress": 50.5}, {"progress": "50"},
@@ -295,31 +322,60 @@ def test_progression_rejects_bad_input(admin_world, redis_client, body):
     w = admin_world
     response = w.call("POST", f"/stagiaires/{w.ids['a']['beneficiary']}/progression", who="admin_a", json=body)
     assert response.status_code == 422, response.get_data(as_text=True)
-    assert queued_messages(redis_client, "events") == []
+    assert queued_messages(redis_client, "events") == [] and _actions(w.database_url) == []
 
 
-@pytest.mark.parametrize("enrollment,target,status,task", [
-    ("accepted_enrollment", "inTraining", 202, "wedof.declare_in_training"),
-    ("bilan_enrollment", "terminated", 202, "wedof.declare_terminated"),
-    ("bilan_enrollment", "serviceDone", 202, "wedof.declare_service_done"),
-    ("bilan_enrollment", "inTraining", 409, None),
-    ("accepted_enrollment", "terminated", 409, None),
-    ("accepted_enrollment", "serviceDone", 409, None),
+YESTERDAY = (date.today() - timedelta(days=1)).isoformat()
+
+
+@pytest.fixture
+def bilan_with_session(admin_world):
+    with session_scope(admin_world.database_url) as session:
+        for key in ("bilan_enrollment", "accepted_enrollment"):
+            enrollment = session.get(Enrollment, admin_world.ids["a"][key])
+            enrollment.session_start_date = date.today() - timedelta(days=30)
+            enrollment.session_end_date = date.today() + timedelta(days=30)
+            enrollment.indicative_duration_hours = 24.0
+    return admin_world
+
+
+@pytest.mark.parametrize("enrollment,body,status,expected", [
+    ("accepted_enrollment", {"to": "inTraining", "date": YESTERDAY}, 202, ("entry", {"date": YESTERDAY})),
+    ("bilan_enrollment", {"to": "serviceDone", "date": YESTERDAY, "code": "7", "absence_duration": 2}, 202,
+     ("end", {"date": YESTERDAY, "code": "7", "absenceDuration": 2.0, "forceMajeureAbsence": False,
+              "trainingDuration": 24.0})),
+    ("bilan_enrollment", {"to": "serviceDone", "date": YESTERDAY, "absence_duration": 2}, 422, "code_required"),
+    ("bilan_enrollment", {"to": "terminated", "date": YESTERDAY}, 422, "use_service_done"),
+    ("bilan_enrollment", {"to": "inTraining", "date": YESTERDAY}, 409, "invalid_transition"),
+    ("accepted_enrollment", {"to": "serviceDone", "date": YESTERDAY, "code": "7", "absence_duration": 0}, 409,
+     "invalid_transition"),
+    ("accepted_enrollment", {"to": "inTraining", "date": "2000-01-01"}, 422, "before_session_start"),
+    ("accepted_enrollment", {"to": "inTraining", "date": "2999-01-01"}, 422, "date_in_future"),
+    ("accepted_enrollment", {"to": "inTraining"}, 422, "validation_error"),  # never today's date by default
+    ("bilan_enrollment", {"to": "serviceDone", "date": "2999-01-01", "code": "7", "absence_duration": 0}, 422,
+     "date_in_future"),
+    ("bilan_enrollment", {"to": "serviceDone", "date": YESTERDAY, "code": "7", "absence_duration": -1}, 422,
+     "validation_error"),
 ])
-def test_bilan_transitions(admin_world, redis_client, enrollment, target, status, task):
-    w = admin_world
+def test_bilan_transitions_by_hand(bilan_with_session, redis_client, enrollment, body, status, expected):
+    w = bilan_with_session
     enrollment_id = w.ids["a"][enrollment]
-    response = w.call("POST", f"/bilans/{enrollment_id}/transition", who="admin_a", json={"to": target})
+    response = w.call("POST", f"/bilans/{enrollment_id}/transition", who="admin_a", json=body)
     assert response.status_code == status, response.get_data(as_text=True)
     messages = queued_messages(redis_client, "events")
-    if task:
-        assert [(m["task"], m["args"]) for m in messages] == [(task, [enrollment_id])]
+    if status == 202:
+        [action] = _actions(w.database_url)
+        assert (action.kind.value, action.body, action.status.value) == (*expected, "approved")
+        assert [(m["task"], m["args"]) for m in messages] == [("wedof.carry_out_action", [action.id])]
         assert response.get_json()["task_id"] == messages[0]["id"]
     else:
-        assert messages == []
+        assert response.get_json()["error"] == expected
+        assert messages == [] and _actions(w.database_url) == []
 
 
-@pytest.mark.parametrize("body", [{"to": "accepted"}, {"to": ""}, {}, {"to": 1}, {"to": "inTraining", "x": 1}])
+@pytest.mark.parametrize("body", [{"to": "accepted", "date": YESTERDAY}, {"to": "", "date": YESTERDAY}, {},
+                                  {"to": 1}, {"to": "inTraining", "date": YESTERDAY, "x": 1},
+                                  {"to": "inTraining", "date": "05/03/2025"}, {"to": "inTraining", "date": 20250305}])
 def test_transition_rejects_bad_input(admin_world, body):
     w = admin_world
     response = w.call("POST", f"/bilans/{w.ids['a']['accepted_enrollment']}/transition", who="admin_a", json=body)
@@ -439,7 +495,7 @@ def test_ids_no_row_can_have_are_404_on_both_backends(admin_world_any_db):
     for method, path, body in (("GET", f"/events/{huge}", None), ("GET", f"/sync-runs/{2**40}", None),
                                ("POST", f"/events/{huge}/retry", None),
                                ("POST", f"/stagiaires/{huge}/progression", {"progress": 1}),
-                               ("POST", f"/bilans/{2**31}/transition", {"to": "terminated"}),
+                               ("POST", f"/bilans/{2**31}/transition", {"to": "inTraining", "date": YESTERDAY}),
                                ("GET", "/status?tenant_id=999999999999", None)):
         response = w.call(method, path, who="super", json=body)
         assert response.status_code == 404, (path, response.get_data(as_text=True))

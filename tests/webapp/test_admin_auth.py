@@ -7,7 +7,7 @@ tenant A's objects (404: other tenants' objects do not exist for it).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from flask_jwt_extended import create_access_token
@@ -17,6 +17,7 @@ from bdc.models import User
 
 # (method, path with {tenant}-relative placeholders, body, success status, scope)
 # scope "tenant": the tenant comes from the caller; "object": the path names tenant A's (or B's) object.
+YESTERDAY = (date.today() - timedelta(days=1)).isoformat()
 ENDPOINTS = [
     ("GET", "/status", None, 200, "tenant"),
     ("POST", "/sync", {"type": "all"}, 202, "tenant"),
@@ -31,7 +32,14 @@ ENDPOINTS = [
      "object"),
     ("GET", "/formations", None, 200, "tenant"),
     ("GET", "/bilans", None, 200, "tenant"),
-    ("POST", "/bilans/{accepted_enrollment}/transition", {"to": "inTraining"}, 202, "object"),
+    ("POST", "/bilans/{accepted_enrollment}/transition", {"to": "inTraining", "date": YESTERDAY}, 202, "object"),
+    ("GET", "/bilans/{bilan_enrollment}/appointments", None, 200, "object"),
+    ("PUT", "/bilans/{bilan_enrollment}/evidence", {"synthesis_delivered_on": YESTERDAY}, 200, "object"),
+    ("POST", "/bilans/{bilan_enrollment}/evaluate", None, 202, "object"),
+    ("GET", "/lifecycle/actions", None, 200, "tenant"),
+    ("GET", "/lifecycle/settings", None, 200, "tenant"),
+    ("PUT", "/lifecycle/settings", {"inactivity_days": 21}, 200, "tenant"),
+    ("GET", "/notices", None, 200, "tenant"),
     ("GET", "/connection", None, 200, "tenant"),
     ("POST", "/connection", {"name": "again"}, 409, "tenant"),  # each tenant already has one
     ("PATCH", "/connection", {"name": "Wedof prod"}, 200, "tenant"),

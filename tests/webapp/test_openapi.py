@@ -19,7 +19,8 @@ from schemathesis.checks import (
 
 from bdc.db import session_scope
 from bdc.models import Tenant
-from tests.webapp.conftest import build_admin_world
+from tests.support.sandbox import running_sandbox
+from tests.webapp.conftest import TENANT_SECRETS, build_admin_world
 from webapp.openapi import PATHS, PREFIX
 
 
@@ -40,9 +41,16 @@ def test_spec_lists_every_admin_route(admin_world):
 OPERATIONS = sorted((method.upper(), PREFIX + path) for path, item in PATHS.items() for method in item)
 
 
+@pytest.fixture(scope="module")
+def wedof():
+    """A real Wedof sandbox answering tenant A's key: live checks (reason codes, status) get real answers."""
+    with running_sandbox(folders=5, seed=3, api_key=TENANT_SECRETS["a"]["api_key"]) as sandbox:
+        yield sandbox
+
+
 @pytest.fixture
-def fuzz_world(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):
-    world = build_admin_world(app_env, fresh_task_sender, sqlite_db_url, redis_url)
+def fuzz_world(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender, wedof):
+    world = build_admin_world(app_env, fresh_task_sender, sqlite_db_url, redis_url, wedof_base_url=wedof.api_url)
     with session_scope(world.database_url) as session:
         session.delete(session.get(Tenant, world.tenants["b"]))  # one tenant: no tenant_id needed
     return world

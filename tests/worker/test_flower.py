@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date
 
 import pytest
 import requests
 from sqlalchemy import func, select
 
 from bdc.db import session_scope
-from bdc.models import AuditLog, Enrollment, EventStatus, SyncRun, SyncStatus, WebhookEvent, WedofConnection
+from bdc.models import (
+    ActionStatus,
+    Enrollment,
+    EventStatus,
+    LifecycleAction,
+    LifecycleKind,
+    SyncRun,
+    SyncStatus,
+    WebhookEvent,
+    WedofConnection,
+)
+from lifecycle import actions
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker, Flower, Receiver
@@ -32,7 +44,7 @@ from tests.worker.helpers import (
     truth_mismatches,
 )
 from wedof.signatures import compute_signature
-from worker.task_names import DECLARE_IN_TRAINING, DECLARE_TERMINATED, PROCESS_EVENT, SYNC_CONNECTION
+from worker.task_names import CARRY_OUT_ACTION, PROCESS_EVENT, SYNC_CONNECTION
 
 REVOKED = "a-revoked-api-key"
 
@@ -145,46 +157,54 @@ def test_a_failed_sync_fails_in_flower_and_is_reapplied_once_fixed(stack_env, br
     assert truth_mismatches(tenant_id, sandbox_truth(sandbox), complete=True) == []
 
 
-def test_a_refused_push_fails_in_flower_and_is_reapplied_once_fixed(stack_env, broker, events_worker, sync_worker,
-                                                                    sandbox, flower):
+def test_a_refused_declaration_fails_in_flower_and_is_reapplied_once_fixed(stack_env, broker, events_worker,
+                                                                           sync_worker, sandbox, flower):
     tenant_id, connection_id = make_connection(sandbox.api_url, sandbox.api_key)
     task_id = send(broker, SYNC_CONNECTION, [connection_id, "all", True, None, "manual"])
     assert task_in_flower(flower, task_id)["state"] == "SUCCESS"
     with session_scope() as session:
-        enrollment_id, external_id = session.execute(
-            select(Enrollment.id, Enrollment.external_id)
-            .where(Enrollment.tenant_id == tenant_id, Enrollment.wedof_state == "accepted")).first()
+        enrollment = session.scalars(select(Enrollment).where(Enrollment.tenant_id == tenant_id,
+                                                              Enrollment.wedof_state == "accepted")).first()
+        enrollment_id, external_id = enrollment.id, enrollment.external_id
+        ended_on = min(date.today(), enrollment.session_end_date).isoformat()
+        # An admin declares the service done of a bilan that never started: Wedof refuses it.
+        action_id = actions.decide_by_hand(session, tenant_id, enrollment_id, LifecycleKind.END, {
+            "date": ended_on, "code": "8", "absenceDuration": 0.0, "forceMajeureAbsence": False,
+            "trainingDuration": enrollment.indicative_duration_hours}, "user:1").id
 
     def declarations_sent() -> int:  # every POST of a transition the sandbox received
         return sandbox.control("GET", "/requests")["by_route"].get("POST /api/registrationFolders/<external_id>/<verb>", 0)
 
-    # Wedof refuses to terminate a folder that never started.
-    refused = send(broker, DECLARE_TERMINATED, [enrollment_id])
+    refused = send(broker, CARRY_OUT_ACTION, [action_id])
     failed = task_in_flower(flower, refused)
-    assert failed["state"] == "FAILURE" and failed["args"] == f"[{enrollment_id}]"
+    assert failed["state"] == "FAILURE" and failed["args"] == f"[{action_id}]"
     assert "Wedof refused" in failed["exception"] and "HTTP 400" in failed["exception"], failed["exception"]
     with session_scope() as session:
-        audit = session.scalars(select(AuditLog).where(AuditLog.action == DECLARE_TERMINATED,
-                                                       AuditLog.target_id == str(enrollment_id))).one()
-    assert audit.details["outcome"] == "failed" and audit.details["status_code"] == 400
+        action = session.get(LifecycleAction, action_id)
+        assert action.status == ActionStatus.REFUSED and action.reason in failed["exception"]
+        assert action.wedof_answer["violations"][0]["propertyPath"] == "state"  # Wedof's reason, shown
 
-    # The cause, fixed: the bilan really started, and is declared so.
-    assert task_in_flower(flower, reapply(flower, DECLARE_IN_TRAINING, [enrollment_id]))["state"] == "SUCCESS"
+    # The cause, fixed: the bilan really started, and its entry is declared.
+    with session_scope() as session:
+        entry_id = actions.decide_by_hand(session, tenant_id, enrollment_id, LifecycleKind.ENTRY,
+                                          {"date": sandbox_session_start(sandbox, external_id)}, "user:1").id
+    assert task_in_flower(flower, reapply(flower, CARRY_OUT_ACTION, [entry_id]))["state"] == "SUCCESS"
     calls = declarations_sent()
-    again = reapply(flower, DECLARE_TERMINATED, [enrollment_id])
+    again = reapply(flower, CARRY_OUT_ACTION, [action_id])
     assert task_in_flower(flower, again)["state"] == "SUCCESS"
-    assert sandbox.api("GET", f"/registrationFolders/{external_id}").json()["state"] == "terminated"
+    assert sandbox.api("GET", f"/registrationFolders/{external_id}").json()["state"] == "serviceDoneDeclared"
     assert declarations_sent() == calls + 1
 
-    once_more = reapply(flower, DECLARE_TERMINATED, [enrollment_id])
+    once_more = reapply(flower, CARRY_OUT_ACTION, [action_id])
     done = task_in_flower(flower, once_more)
-    assert done["state"] == "SUCCESS" and "already_there" in done["result"], done
-    assert declarations_sent() == calls + 1  # read first: never declared twice
+    assert done["state"] == "SUCCESS" and "skipped" in done["result"], done
+    assert declarations_sent() == calls + 1  # done: never declared twice
     with session_scope() as session:
-        outcomes = [a.details["outcome"] for a in session.scalars(
-            select(AuditLog).where(AuditLog.action == DECLARE_TERMINATED, AuditLog.target_id == str(enrollment_id))
-            .order_by(AuditLog.id))]
-    assert outcomes == ["failed", "sent", "already_there"]
+        assert session.get(LifecycleAction, action_id).status == ActionStatus.DONE
+
+
+def sandbox_session_start(sandbox, external_id: str) -> str:
+    return sandbox.api("GET", f"/registrationFolders/{external_id}").json()["trainingActionInfo"]["sessionStartDate"][:10]
 
 
 def test_a_bad_argument_is_rejected_once(broker, events_worker, flower):

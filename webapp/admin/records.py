@@ -1,25 +1,31 @@
-"""Synced records (beneficiaries, programs, bilan enrollments) and the two pushes an admin starts.
+"""Synced records (beneficiaries, programs, bilan enrollments) and the two declarations an admin makes by hand.
 
-Pushes go through the worker: the API stores the intent (the progress value) and queues the task
-by name; the folder's Wedof state decides what is allowed, read from the row the syncs keep.
+A declaration by hand is a lifecycle action like the rules' own (:mod:`lifecycle.actions`): the row,
+approved and with the exact body, is committed first, then ``wedof.carry_out_action`` is queued by name.
+The folder's Wedof state, read from the row the syncs keep, decides what is allowed.
 """
 
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 from flask import jsonify
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from bdc.audit import record_audit
 from bdc.models import (
     Beneficiary,
     BeneficiaryStatus,
     Enrollment,
     EnrollmentStatus,
+    LifecycleKind,
     Program,
     ProgramStatus,
     User,
 )
+from bdc.types import utcnow
+from lifecycle import actions
+from lifecycle.evaluate import settings_of
 from webapp.admin import bp
 from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
@@ -30,11 +36,10 @@ from webapp.auth import admin_required
 from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from wedof.mapping import DECLARATIONS, PROGRESS_ALLOWED_STATES
-from worker.task_names import DECLARE_IN_TRAINING, DECLARE_SERVICE_DONE, DECLARE_TERMINATED, PUSH_PROGRESS
+from worker.task_names import CARRY_OUT_ACTION
 
 BILAN_CATEGORY = "bilan_competences"
-# Target → the task that declares it; the states it is allowed from are the declaration's own.
-TRANSITIONS = {"inTraining": DECLARE_IN_TRAINING, "terminated": DECLARE_TERMINATED, "serviceDone": DECLARE_SERVICE_DONE}
+
 
 
 @bp.get("/stagiaires")
@@ -93,16 +98,37 @@ def list_bilans():
         return jsonify(paginate(session, stmt, bilan_json))
 
 
-def _queue(task: str, enrollment_id: int, what: str) -> str:
+def _queue(task: str, args: list, what: str) -> str:
     try:
-        return send_task(task, [enrollment_id])
+        return send_task(task, args)
     except BrokerUnavailable:
         raise ApiError(503, "broker_unavailable", f"The task queue is unreachable; {what}") from None
+
+
+def _by_hand(session, enrollment: Enrollment, kind: LifecycleKind, body: dict, evidence: dict | None = None) -> int:
+    """Record an admin's decision as an approved lifecycle action (the row before the call); its id."""
+    try:
+        action = actions.decide_by_hand(session, enrollment.tenant_id, enrollment.id, kind, body,
+                                        current_principal().actor, evidence)
+    except actions.InFlight as exc:
+        raise ApiError(409, "action_in_flight", f"{str(exc).capitalize()}.") from None
+    return action.id
+
+
+def _folder_enrollment(session, enrollment_id: int) -> Enrollment:
+    enrollment = get_by_id(session, Enrollment, enrollment_id)
+    if enrollment is None:
+        raise ApiError(404, "not_found", "No such bilan.")
+    ensure_visible(enrollment.tenant_id, "bilan")
+    if not enrollment.external_id:
+        raise ApiError(409, "not_linked", "This enrollment has no Wedof folder.")
+    return enrollment
 
 
 @bp.post("/stagiaires/<int:beneficiary_id>/progression")
 @admin_required
 def push_progression(beneficiary_id: int):
+    """An admin's completion rate, sent to Wedof as a lifecycle action (Wedof's answer updates our copy)."""
     body = json_object()
     reject_unknown(body, {"progress", "enrollment_id"})
     progress = field(body, "progress", int, minimum=0, maximum=100)
@@ -129,36 +155,76 @@ def push_progression(beneficiary_id: int):
                            f"Wedof accepts a progress only on folders in training or terminated; "
                            f"this folder is {enrollment.wedof_state or 'in an unknown state'}.",
                            wedof_state=enrollment.wedof_state)
-        previous = enrollment.progress
-        enrollment.progress = progress
-        record_audit(session, actor=current_principal().actor, action="enrollment.progress_set",
-                     tenant_id=enrollment.tenant_id, target=("enrollment", enrollment.id),
-                     details={"from": previous, "to": progress})
+        action_id = _by_hand(session, enrollment, LifecycleKind.PROGRESS, {"completionRate": progress},
+                             {"previous_rate": enrollment.progress})
         target_id = enrollment.id
-    task_id = _queue(PUSH_PROGRESS, target_id, "the progress is saved but not pushed yet; send it again.")
-    return jsonify({"enrollment_id": target_id, "progress": progress, "task_id": task_id}), 202
+    task_id = _queue(CARRY_OUT_ACTION, [action_id], "the rate is recorded as an approved action and will be sent "
+                                                    "by the next lifecycle evaluation.")
+    return jsonify({"enrollment_id": target_id, "progress": progress, "action_id": action_id, "task_id": task_id}), 202
 
 
 @bp.post("/bilans/<int:enrollment_id>/transition")
 @admin_required
 def transition_bilan(enrollment_id: int):
+    """An admin's declaration, with the dates and figures the admin gives (never today's date by default)."""
     body = json_object()
-    reject_unknown(body, {"to"})
-    target = field(body, "to", str, choices=tuple(TRANSITIONS))
-    task, allowed_from = TRANSITIONS[target], sorted(DECLARATIONS[target].allowed_from)
+    reject_unknown(body, {"to", "date", "code", "absence_duration", "force_majeure_absence"})
+    target = field(body, "to", str)
+    if target == "terminated":
+        raise ApiError(422, "use_service_done", "Wedof records the exit with the service-fait declaration: "
+                                                "declare serviceDone (it passes through terminated by itself).",
+                       fields={"to": "use serviceDone"})
+    target = field(body, "to", str, choices=tuple(MANUAL_DECLARATIONS))
+    declared_on = _declared_day(body)
     with db_session() as session:
-        enrollment = get_by_id(session, Enrollment, enrollment_id)
-        if enrollment is None:
-            raise ApiError(404, "not_found", "No such bilan.")
-        ensure_visible(enrollment.tenant_id, "bilan")
-        if not enrollment.external_id:
-            raise ApiError(409, "not_linked", "This enrollment has no Wedof folder.")
+        enrollment = _folder_enrollment(session, enrollment_id)
+        allowed_from = sorted(DECLARATIONS[target].allowed_from)
         if enrollment.wedof_state not in allowed_from:
             raise ApiError(409, "invalid_transition",
                            f"A folder in state {enrollment.wedof_state or 'unknown'} cannot go to {target} "
                            f"(allowed from: {', '.join(allowed_from)}).", wedof_state=enrollment.wedof_state)
-        record_audit(session, actor=current_principal().actor, action="enrollment.transition_requested",
-                     tenant_id=enrollment.tenant_id, target=("enrollment", enrollment.id),
-                     details={"to": target, "from_state": enrollment.wedof_state})
-    task_id = _queue(task, enrollment_id, "the transition was not requested; try again.")
-    return jsonify({"enrollment_id": enrollment_id, "to": target, "task": task, "task_id": task_id}), 202
+        if target == "inTraining":
+            if enrollment.session_start_date and declared_on < enrollment.session_start_date:
+                raise ApiError(422, "before_session_start", f"The entry cannot be before the session start "
+                                                            f"({enrollment.session_start_date.isoformat()}).")
+            kind, declaration = LifecycleKind.ENTRY, {"date": declared_on.isoformat()}
+        else:
+            kind, declaration = LifecycleKind.END, _service_done_body(session, enrollment, body, declared_on)
+        action_id = _by_hand(session, enrollment, kind, declaration)
+    task_id = _queue(CARRY_OUT_ACTION, [action_id], "the declaration is recorded as an approved action and will "
+                                                    "be sent by the next lifecycle evaluation.")
+    return jsonify({"enrollment_id": enrollment_id, "to": target, "action_id": action_id, "body": declaration,
+                    "task": CARRY_OUT_ACTION, "task_id": task_id}), 202
+
+
+MANUAL_DECLARATIONS = ("inTraining", "serviceDone")
+
+
+def _declared_day(body: dict) -> date:
+    raw = field(body, "date", str, max_length=10)
+    try:
+        declared_on = date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(422, "validation_error", "date must be YYYY-MM-DD.", fields={"date": "not a date"}) from None
+    if declared_on > utcnow().date() + timedelta(days=1):
+        raise ApiError(422, "date_in_future", "A declaration cannot be dated in the future.", fields={"date": "future"})
+    return declared_on
+
+
+def _service_done_body(session, enrollment: Enrollment, body: dict, ended_on: date) -> dict:
+    if enrollment.session_end_date and ended_on > enrollment.session_end_date:
+        raise ApiError(422, "after_session_end", f"The end cannot be after the session end "
+                                                 f"({enrollment.session_end_date.isoformat()}).")
+    if not enrollment.indicative_duration_hours:
+        raise ApiError(409, "no_duration", "The folder has no indicativeDuration (Wedof's trainingDuration).")
+    absence = field(body, "absence_duration", (int, float), minimum=0, maximum=enrollment.indicative_duration_hours)
+    code = field(body, "code", (str, int), default=None, nullable=True, max_length=64)
+    if code is None:
+        settings = settings_of(session, enrollment.tenant_id)
+        code = settings.normal_end_code if settings is not None else None
+    if code is None:
+        raise ApiError(422, "code_required", "Give the exit reason code, or choose the normal-end code in the "
+                                             "lifecycle settings.", fields={"code": "required"})
+    return {"date": ended_on.isoformat(), "code": str(code), "absenceDuration": float(absence),
+            "forceMajeureAbsence": field(body, "force_majeure_absence", bool, default=False),
+            "trainingDuration": enrollment.indicative_duration_hours}

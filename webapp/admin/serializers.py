@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bdc.models import AuditLog, Beneficiary, Enrollment, Program, SyncRun, WebhookEvent, WedofConnection
+from bdc.models import (
+    Appointment,
+    AuditLog,
+    Beneficiary,
+    Enrollment,
+    LifecycleAction,
+    LifecycleKind,
+    LifecycleSettings,
+    Notice,
+    Program,
+    SyncRun,
+    WebhookEvent,
+    WedofConnection,
+)
 from bdc.settings import get_settings
 from webapp.receiver.storage import REDACTED, SENSITIVE_HEADER_WORDS
 
@@ -190,4 +203,84 @@ def audit_json(entry: AuditLog) -> dict[str, Any]:
         "target_id": entry.target_id,
         "details": entry.details or {},
         "created_at": iso(entry.created_at),
+    }
+
+
+def day(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def appointment_json(appointment: Appointment) -> dict[str, Any]:
+    return {
+        "id": appointment.id,
+        "tenant_id": appointment.tenant_id,
+        "beneficiary_id": appointment.beneficiary_id,
+        "enrollment_id": appointment.enrollment_id,
+        "phase": enum_value(appointment.phase),
+        "starts_at": iso(appointment.starts_at),
+        "ends_at": iso(appointment.ends_at),
+        "status": enum_value(appointment.status),
+        "attended_minutes": appointment.attended_minutes,
+        "trainer_id": appointment.trainer_id,
+        "notes": appointment.notes,
+        "updated_at": iso(appointment.updated_at),
+    }
+
+
+def evidence_json(enrollment: Enrollment) -> dict[str, Any]:
+    return {
+        "enrollment_id": enrollment.id,
+        "synthesis_delivered_on": day(enrollment.synthesis_delivered_on),
+        "withdrawn_on": day(enrollment.withdrawn_on),
+        "withdrawal_reason": enrollment.withdrawal_reason,
+        "session_start_date": day(enrollment.session_start_date),
+        "session_end_date": day(enrollment.session_end_date),
+        "indicative_duration_hours": enrollment.indicative_duration_hours,
+    }
+
+
+def action_json(action: LifecycleAction) -> dict[str, Any]:
+    return {
+        "id": action.id,
+        "tenant_id": action.tenant_id,
+        "enrollment_id": action.enrollment_id,
+        "kind": enum_value(action.kind),
+        "status": enum_value(action.status),
+        "mode": enum_value(action.mode),
+        "body": action.body,
+        "evidence": action.evidence or {},
+        "reason": action.reason,
+        "late": action.late,
+        "wedof_answer": action.wedof_answer,
+        "decided_by": action.decided_by,
+        "decided_at": iso(action.decided_at),
+        "sent_at": iso(action.sent_at),
+        "finished_at": iso(action.finished_at),
+        "created_at": iso(action.created_at),
+        "flower_url": flower_task_url(action.task_id),
+    }
+
+
+def settings_json(settings: LifecycleSettings) -> dict[str, Any]:
+    return {
+        "modes": {kind.value: enum_value(getattr(settings, f"{kind.value}_mode")) for kind in LifecycleKind},
+        "normal_end_code": settings.normal_end_code,
+        "abandon_code": settings.abandon_code,
+        "cancel_code": settings.cancel_code,
+        "inactivity_days": settings.inactivity_days,
+        "time_zone": settings.time_zone,
+        "trace_activities": settings.trace_activities,
+        "updated_at": iso(settings.updated_at),
+    }
+
+
+def notice_json(notice: Notice) -> dict[str, Any]:
+    return {
+        "id": notice.id,
+        "kind": enum_value(notice.kind),
+        "message": notice.message,
+        "target_type": notice.target_type,
+        "target_id": notice.target_id,
+        "created_at": iso(notice.created_at),
+        "acknowledged_at": iso(notice.acknowledged_at),
     }

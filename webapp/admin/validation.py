@@ -27,20 +27,20 @@ def json_object(*, allow_empty: bool = False) -> dict[str, Any]:
     return body
 
 
-def reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
+def reject_unknown(body: dict[str, Any], allowed: set[str], status: int = 422) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise ApiError(422, "validation_error", f"Unknown field(s): {', '.join(unknown)[:200]}.",
+        raise ApiError(status, "validation_error", f"Unknown field(s): {', '.join(unknown)[:200]}.",
                        fields={name[:100]: "unknown field" for name in unknown[:20]})
 
 
 def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, default: Any = _MISSING,
           choices: tuple | None = None, minimum: float | None = None, maximum: float | None = None,
-          max_length: int | None = None, nullable: bool = False) -> Any:
-    """Read ``body[name]`` checking type, choices, range and length (422 with the field named)."""
+          max_length: int | None = None, nullable: bool = False, status: int = 422) -> Any:
+    """Read ``body[name]`` checking type, choices, range and length (``status``, 422, with the field named)."""
     if name not in body:
         if default is _MISSING:
-            raise ApiError(422, "validation_error", f"{name} is required.", fields={name: "required"})
+            raise ApiError(status, "validation_error", f"{name} is required.", fields={name: "required"})
         return default
     value = body[name]
     if value is None and nullable:
@@ -53,15 +53,15 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, def
         value_ok = isinstance(value, kinds)
     if not value_ok:
         expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
-        raise ApiError(422, "validation_error", f"{name} must be {expected}.", fields={name: f"expected {expected}"})
+        raise ApiError(status, "validation_error", f"{name} must be {expected}.", fields={name: f"expected {expected}"})
     if choices is not None and value not in choices:
-        raise ApiError(422, "validation_error", f"{name} must be one of: {', '.join(map(str, choices))}.",
+        raise ApiError(status, "validation_error", f"{name} must be one of: {', '.join(map(str, choices))}.",
                        fields={name: "not an allowed value"})
     if minimum is not None and value < minimum or maximum is not None and value > maximum:
-        raise ApiError(422, "validation_error", f"{name} must be between {minimum} and {maximum}.",
+        raise ApiError(status, "validation_error", f"{name} must be between {minimum} and {maximum}.",
                        fields={name: "out of range"})
     if max_length is not None and isinstance(value, str) and len(value) > max_length:
-        raise ApiError(422, "validation_error", f"{name} is longer than {max_length} characters.",
+        raise ApiError(status, "validation_error", f"{name} is longer than {max_length} characters.",
                        fields={name: "too long"})
     return value
 

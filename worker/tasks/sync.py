@@ -45,6 +45,8 @@ from bdc.db import session_scope
 from bdc.models import SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
 from bdc.settings import get_settings
 from bdc.types import utcnow
+from lifecycle.evaluate import enabled as lifecycle_enabled
+from lifecycle.evaluate import settings_of
 from wedof.mapping import FolderReading, FolderRejected, apply_folders, read_folders
 from wedof.mapping.values import datetime_utc
 from worker.celery_app import app
@@ -59,7 +61,7 @@ from worker.policy import (
     log,
     retry_on_conflict,
 )
-from worker.task_names import SYNC_CONNECTION
+from worker.task_names import EVALUATE_LIFECYCLES, SYNC_CONNECTION
 
 PREFETCH_PAGES = 3  # pages downloaded ahead while one is applied: a few MiB, whatever the total
 PROGRESS_EVERY = 1.0  # seconds between progress records of pages that changed nothing
@@ -378,7 +380,20 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
                      details={"connection_id": args.connection_id, "kind": args.kind, "full": args.full,
                               "trigger": args.trigger, **counters.meta(run_id)})
     log.info("sync run %s done: %s", run_id, counters.meta(run_id))
+    if counters.applied:
+        _request_tenant_evaluation(tenant_id)
     return {"status": "succeeded", **counters.meta(run_id)}
+
+
+def _request_tenant_evaluation(tenant_id: int) -> None:
+    """Folders moved: the lifecycle rules of the tenant run again (best effort: the beat runs them too)."""
+    with session_scope() as session:
+        if not lifecycle_enabled(settings_of(session, tenant_id)):
+            return
+    try:
+        app.send_task(EVALUATE_LIFECYCLES, kwargs={"tenant_id": tenant_id})
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not request the lifecycle evaluation of tenant %s (%s)", tenant_id, type(exc).__name__)
 
 
 def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, window: dict,
