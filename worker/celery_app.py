@@ -15,6 +15,8 @@ worker processes (``-Q events`` and ``-Q sync``) so a long sync never delays a w
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from celery.signals import worker_process_init
 
@@ -34,6 +36,17 @@ app.config_from_object("celeryconfig")
 @worker_process_init.connect
 def _dispose_inherited_engines(**_kwargs) -> None:
     dispose_engines()
+
+
+def send_soon(name: str, args: list | None = None, kwargs: dict | None = None) -> bool:
+    """Queue a follow-up task, best effort: the beat runs the same work anyway when the broker is away."""
+    try:
+        app.send_task(name, args=args or [], kwargs=kwargs or {})
+    except Exception as exc:  # noqa: BLE001 - kombu raises many transport-specific errors
+        logging.getLogger("worker").warning("could not queue %s%s (%s)", name, args or kwargs or "",
+                                            type(exc).__name__)
+        return False
+    return True
 
 
 # Imported here (not only listed in ``include``) so every process using this app, Flower included,

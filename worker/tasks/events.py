@@ -19,7 +19,7 @@ from lifecycle.evaluate import enabled as lifecycle_enabled
 from lifecycle.evaluate import settings_of
 from wedof.events import EVENT_HEADER, FETCH, DeliveryRejected, event_type_of, parse_delivery
 from wedof.mapping import FolderRejected
-from worker.celery_app import app
+from worker.celery_app import app, send_soon
 from worker.connections import ConnectionNotUsable, client_for
 from worker.policy import (
     BadTaskArgument,
@@ -31,8 +31,7 @@ from worker.policy import (
     as_id,
     retry_on_conflict,
 )
-from worker.task_names import PROCESS_EVENT
-from worker.tasks.lifecycle import request_evaluation
+from worker.task_names import EVALUATE_LIFECYCLE, PROCESS_EVENT
 
 
 class EventReport(Report):
@@ -105,7 +104,7 @@ def handle_event(event: inbox.ClaimedEvent, task_id: str) -> dict:
 
     result, evaluate = retry_on_conflict(handle_and_mark, f"event {event.id}")
     if evaluate and result.enrollment_id is not None and result.outcome in ("created", "updated"):
-        request_evaluation(result.enrollment_id)  # the folder moved: a declaration may be due, or void
+        send_soon(EVALUATE_LIFECYCLE, [result.enrollment_id])  # the folder moved: a declaration may be due, or void
     return {"status": "processed", "outcome": result.outcome, "enrollment_id": result.enrollment_id}
 
 

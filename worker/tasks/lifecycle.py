@@ -32,7 +32,7 @@ from lifecycle import actions
 from lifecycle.evaluate import evaluate_page, settings_of
 from wedof.client import WedofClient
 from wedof.mapping import DECLARATIONS, FolderRejected, apply_folder
-from worker.celery_app import app
+from worker.celery_app import app, send_soon
 from worker.connections import ConnectionNotUsable, client_for
 from worker.policy import BadTaskArgument, Failure, PolicyTask, Refused, Report, as_id, log, retry_on_conflict
 from worker.task_names import CARRY_OUT_ACTION, EVALUATE_LIFECYCLE, EVALUATE_LIFECYCLES
@@ -43,15 +43,6 @@ REACHED = {
     LifecycleKind.END: DECLARATIONS["serviceDone"].reached,
     LifecycleKind.ABANDON: DECLARATIONS["serviceDone"].reached,
 }
-
-
-def request_evaluation(enrollment_id: int) -> None:
-    """Evaluate one enrollment soon; best effort (the beat evaluates everything anyway)."""
-    try:
-        app.send_task(EVALUATE_LIFECYCLE, args=[enrollment_id])
-    except Exception as exc:  # noqa: BLE001 - the broker may be away: the beat catches up
-        log.warning("could not request the lifecycle evaluation of enrollment %s (%s)", enrollment_id,
-                    type(exc).__name__)
 
 
 def _send_actions(action_ids: list[int]) -> None:
@@ -219,5 +210,5 @@ def carry_out_action(self, action_id):
                     log.warning("action %s: Wedof's answer was not applied: %s", action_id, exc)
 
         retry_on_conflict(record, f"action {action_id}")
-    request_evaluation(plan.enrollment_id)  # the next rule may be due now (a rate after the entry)
+    send_soon(EVALUATE_LIFECYCLE, [plan.enrollment_id])  # the next rule may be due now (a rate after the entry)
     return {"status": "done", "outcome": outcome, "action_id": action_id}

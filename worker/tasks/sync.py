@@ -49,7 +49,7 @@ from lifecycle.evaluate import enabled as lifecycle_enabled
 from lifecycle.evaluate import settings_of
 from wedof.mapping import FolderReading, FolderRejected, apply_folders, read_folders
 from wedof.mapping.values import datetime_utc
-from worker.celery_app import app
+from worker.celery_app import app, send_soon
 from worker.connections import ConnectionNotUsable, client_for, redis_client
 from worker.policy import (
     BadTaskArgument,
@@ -390,10 +390,7 @@ def _request_tenant_evaluation(tenant_id: int) -> None:
     with session_scope() as session:
         if not lifecycle_enabled(settings_of(session, tenant_id)):
             return
-    try:
-        app.send_task(EVALUATE_LIFECYCLES, kwargs={"tenant_id": tenant_id})
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not request the lifecycle evaluation of tenant %s (%s)", tenant_id, type(exc).__name__)
+    send_soon(EVALUATE_LIFECYCLES, kwargs={"tenant_id": tenant_id})
 
 
 def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, window: dict,
