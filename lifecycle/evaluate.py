@@ -9,7 +9,9 @@ its size: the enrollments, their appointments, their actions. Per enrollment and
 - a decision and a live action not sent yet that says something else → ``revise``;
 - no decision any more and a live action the rules made, not sent yet → ``withdraw`` (the evidence
   was removed, or the rule switched off); an action an admin decided by hand stays his;
-- approved actions, and sent ones whose task is presumed lost, are handed back to be carried out.
+- approved actions, and sent ones whose task is presumed lost, are handed back to be carried out;
+- a declaration Wedof accepted (an entry, an end, a cancel) is never proposed again for that folder,
+  whatever the folder does afterwards: it is irreversible (only completion rates repeat).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from bdc.models import (
@@ -37,6 +39,11 @@ from lifecycle.rules import BEFORE_ENTRY_STATES, ENTERED_STATES, Evidence, Folde
 from lifecycle.rules import Session as Sitting
 
 PAGE_SIZE = 500
+# Declared once per folder: an accepted entry, end (normal or abandon: both serviceDone) or cancel.
+ONCE_ONLY = {LifecycleKind.ENTRY: {LifecycleKind.ENTRY},
+             LifecycleKind.END: {LifecycleKind.END, LifecycleKind.ABANDON},
+             LifecycleKind.ABANDON: {LifecycleKind.END, LifecycleKind.ABANDON},
+             LifecycleKind.CANCEL: {LifecycleKind.CANCEL}}
 EVALUATED_STATES = sorted(BEFORE_ENTRY_STATES | ENTERED_STATES)
 
 
@@ -102,13 +109,20 @@ def evaluate_page(session: Session, settings: LifecycleSettings, *, after_id: in
                                                    row.attended_minutes))
     live: dict[tuple[int, LifecycleKind], LifecycleAction] = {}
     closed: dict[tuple[int, LifecycleKind], LifecycleAction] = {}
+    declared: dict[int, set[LifecycleKind]] = defaultdict(set)  # once-only declarations Wedof accepted
     for action in session.scalars(select(LifecycleAction).where(
             LifecycleAction.enrollment_id.in_(ids),
-            LifecycleAction.status.in_(sorted(actions.LIVE | actions.CLOSED_WITHOUT_EFFECT)))
+            or_(LifecycleAction.status.in_(sorted(actions.LIVE | actions.CLOSED_WITHOUT_EFFECT)),
+                and_(LifecycleAction.status == ActionStatus.DONE, LifecycleAction.kind != LifecycleKind.PROGRESS)))
             .order_by(LifecycleAction.id)):
-        (live if action.status in actions.LIVE else closed)[(action.enrollment_id, action.kind)] = action
+        if action.status == ActionStatus.DONE:
+            declared[action.enrollment_id] |= ONCE_ONLY.get(action.kind, set())
+        else:
+            (live if action.status in actions.LIVE else closed)[(action.enrollment_id, action.kind)] = action
     for enrollment in enrollments:
         decisions = decide(_folder(enrollment), _evidence(enrollment, sittings[enrollment.id]), policy, today)
+        for kind in declared[enrollment.id]:
+            decisions.pop(kind, None)
         for kind in LifecycleKind:
             _reconcile(session, enrollment, kind, decisions.get(kind), policy.modes.get(kind, LifecycleMode.OFF),
                        live.get((enrollment.id, kind)), closed.get((enrollment.id, kind)), outcome)

@@ -13,7 +13,9 @@ or ``blocked`` with what an admin must set. The CPF rules behind them (lifecycle
   the last attended day, never after the session end; absence = planned minus attended hours;
 - **abandon** (``serviceDone`` with the abandon code): entered, then a recorded withdrawal, or no
   attended session for the inactivity threshold; the remaining hours are the absence;
-- **cancel** (``cancel {code, description}``): a recorded withdrawal before the entry.
+- **cancel** (``cancel {code, description}``): a recorded withdrawal before the entry, when the
+  beneficiary attended nothing since the session started (else the entry is due first, and the
+  withdrawal becomes an abandon after it).
 
 A reason code is the organism's own (Wedof's ``/registrationFoldersReasons``): when none is chosen
 the decision is ``blocked``, never a guessed code. Dates are days in the tenant's time zone.
@@ -138,11 +140,13 @@ def decide(folder: Folder, evidence: Evidence, policy: Policy, today: date) -> d
         (LifecycleKind.ENTRY, lambda: _entry(folder, attended, zone, today)),
         (LifecycleKind.PROGRESS, lambda: _progress(folder, evidence, hours)),
         (LifecycleKind.END, lambda: _end(folder, evidence, attended, hours, policy, zone, today)),
-        (LifecycleKind.CANCEL, lambda: _cancel(folder, evidence, policy)),
     )
     for kind, rule in rules:
         if policy.enabled(kind) and (decision := rule()) is not None:
             decisions[kind] = decision
+    entry_due = _entry(folder, attended, zone, today) is not None  # real attendance: entered, whatever comes next
+    if policy.enabled(LifecycleKind.CANCEL) and not entry_due and (cancel := _cancel(folder, evidence, policy)):
+        decisions[LifecycleKind.CANCEL] = cancel
     if policy.enabled(LifecycleKind.ABANDON) and LifecycleKind.END not in decisions:
         abandon = _abandon(folder, evidence, attended, hours, policy, zone, today)
         if abandon is not None:

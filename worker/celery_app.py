@@ -41,7 +41,9 @@ def _dispose_inherited_engines(**_kwargs) -> None:
 def send_soon(name: str, args: list | None = None, kwargs: dict | None = None) -> bool:
     """Queue a follow-up task, best effort: the beat runs the same work anyway when the broker is away."""
     try:
-        app.send_task(name, args=args or [], kwargs=kwargs or {})
+        # No result to wait for (results would subscribe to the backend); a dead broker fails fast.
+        app.send_task(name, args=args or [], kwargs=kwargs or {}, ignore_result=True, retry=True,
+                      retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5})
     except Exception as exc:  # noqa: BLE001 - kombu raises many transport-specific errors
         logging.getLogger("worker").warning("could not queue %s%s (%s)", name, args or kwargs or "",
                                             type(exc).__name__)

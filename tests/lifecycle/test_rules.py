@@ -194,6 +194,14 @@ def test_a_withdrawal_before_entry_is_a_cancel_and_after_it_an_abandon(state):
                                             "description": "Retrait du bénéficiaire avant l'entrée en formation"}
 
 
+def test_attendance_before_a_withdrawal_means_entry_first_never_cancel():
+    """The beneficiary came, then withdrew: CPF rights were used; the entry is due, the exit follows it."""
+    decisions = decide(folder("accepted"), ev(at(date(2025, 3, 5)), withdrawn=date(2025, 3, 11)), POLICY, TODAY)
+    assert K.ENTRY in decisions and K.CANCEL not in decisions
+    before_start = ev(at(date(2025, 1, 20)), withdrawn=date(2025, 3, 11))  # only a session before the start
+    assert K.CANCEL in decide(folder("accepted"), before_start, POLICY, TODAY)
+
+
 def test_missing_codes_block_abandon_and_cancel():
     blocked = bodies(decide(folder(), ev(withdrawn=date(2025, 3, 11)), NO_CODES, TODAY))
     assert blocked[K.ABANDON].startswith("blocked: choose the reason code meaning an abandon")

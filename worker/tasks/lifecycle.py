@@ -46,8 +46,8 @@ REACHED = {
 
 
 def _send_actions(action_ids: list[int]) -> None:
-    for action_id in action_ids:
-        app.send_task(CARRY_OUT_ACTION, args=[action_id])
+    for action_id in action_ids:  # best effort: an approved action not sent is handed back by the next evaluation
+        send_soon(CARRY_OUT_ACTION, [action_id])
 
 
 def _evaluate(settings_id: int, **page) -> tuple[list[int], int | None, int]:

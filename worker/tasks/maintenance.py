@@ -62,7 +62,7 @@ def sweep_inbox(self, received_after=None, queued_after=None, processing_after=N
         if requeued is None:
             continue  # a worker claimed it meanwhile
         try:
-            app.send_task(PROCESS_EVENT, args=[event.id], task_id=requeued.task_id)
+            app.send_task(PROCESS_EVENT, args=[event.id], task_id=requeued.task_id, ignore_result=True)
         except Exception as exc:  # noqa: BLE001 - broker away: the row stays queued, the next sweep tries again
             log.warning("sweep_inbox: could not enqueue event %s (%s); will retry", event.id, type(exc).__name__)
             break
@@ -99,7 +99,7 @@ def schedule_syncs(self):
             continue
         # Expires before the next tick: a backlog never runs two scheduled syncs back to back.
         app.send_task(SYNC_CONNECTION, args=[connection_id], kwargs={"trigger": "schedule"},
-                      expires=interval * 0.9)
+                      expires=interval * 0.9, ignore_result=True)
         sent.append(connection_id)
     return {"status": "ok", "connections": sent}
 
