@@ -12,11 +12,14 @@ Scenario: the sandbox's population is synced once (full), the product registers 
 sandbox (``wedof.register_webhook``), then during ``--duration`` seconds the sandbox makes
 ``--changes`` state changes delivered as signed webhooks with chaos (duplicates, out of order,
 forged signatures, truncated bodies) while its API fails 10% of calls with 5xx and 5% with 429 +
-Retry-After. Meanwhile one worker is SIGKILLed twice (and restarted), Redis is stopped for 20 s,
-PostgreSQL is stopped for 15 s (the receiver answers 503 and the sandbox retries; workers retry their
-transient database errors), and the receiver is restarted. Then: wait for the sandbox's deliveries to drain and the inbox to empty,
+Retry-After. Meanwhile staff record lifecycle evidence for a share of the folders (attended sessions,
+conclusions and synthesis hand-overs; the tenant's entry, rate and end rules in auto mode), one worker
+is SIGKILLed twice (and restarted), Redis is stopped for 20 s, PostgreSQL is stopped for 15 s (the
+receiver answers 503 and the sandbox retries; workers retry their transient database errors), and the
+receiver is restarted. Then: wait for the sandbox's deliveries to drain and the inbox to empty,
 run the hourly sync by hand (incremental, as beat would) and compare the data layer with
-``/_sandbox/truth`` field by field. One verdict line; exit status 1 when an invariant breaks.
+``/_sandbox/truth`` field by field, and the declarations with the sandbox's count of transition calls
+per folder (none missing, duplicated or early). One verdict line; exit status 1 when an invariant breaks.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sqlalchemy import select
 
 from bdc.db import session_scope
 from bdc.models import SyncRun, SyncStatus, WedofConnection
+from bench import chaos_lifecycle
 from bench.chaos_stack import AofRedisServer, Database, Stack, process_environment, stack_env
 from bench.chaos_verify import compare_with_truth, delivery_figures, inbox_figures, latencies, open_events
 from tests.support.processes import PROJECT_ROOT, free_port
@@ -73,6 +77,7 @@ class ChaosConfig:
     out_of_order_rate: float = 0.10
     bad_signature_rate: float = 0.05
     malformed_rate: float = 0.03
+    lifecycle_share: float = 0.10  # of the folders, given evidence during the window
     settle_timeout: float = 240.0  # deliveries drained + inbox empty, after the window
     sync_timeout: float = 240.0
     log_dir: Path | None = None
@@ -254,6 +259,8 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     _step(f"webhook {webhook_id} registered: {[h['url'] for h in hooks]}")
     initial_sync = _run_sync(broker, connection_id, full=True, trigger="manual", timeout=config.sync_timeout)
     _step(f"initial full sync: {initial_sync}")
+    if config.lifecycle_share > 0:
+        chaos_lifecycle.enable(tenant_id)
 
     # 2. chaos on: API faults, delivery chaos, then the window
     sandbox.control("PUT", "/faults", json={"error_rate": config.error_rate, "rate_limit_rate": config.rate_limit_rate,
@@ -266,10 +273,19 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     totals = {"applied": 0, "calls": 0, "errors": 0}
     simulator = threading.Thread(target=_simulate, args=(sandbox, config, stop, totals), name="chaos-simulate",
                                  daemon=True)
+    evidence = chaos_lifecycle.Evidence()
+    recorder = threading.Thread(target=chaos_lifecycle.record, name="chaos-evidence", daemon=True,
+                                args=(tenant_id, config.lifecycle_share, config.duration * 0.8, stop, evidence))
     simulator.start()
+    recorder.start()
     _run_chaos(config, stack, redis, database, timeline, stop)
     simulator.join(timeout=config.duration * 2 + 60)
-    timeline.note("changes done", applied=totals["applied"], errors=totals["errors"])
+    recorder.join(timeout=config.duration + 60)
+    timeline.note("changes done", applied=totals["applied"], errors=totals["errors"],
+                  evidence=len(evidence.entries) + len(evidence.ends))
+    # Every decision the evidence made is carried out (the beat evaluates every few seconds).
+    _quiet(lambda: chaos_lifecycle.in_flight(tenant_id) == 0, config.settle_timeout, "lifecycle actions finished")
+    timeline.note("lifecycle settled")
 
     # 3. settle: the sandbox has delivered everything (retries included) and the inbox is empty
     settle_deadline = time.monotonic() + config.settle_timeout
@@ -300,10 +316,26 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     rows = compare_with_truth(tenant_id, truth)
     lat = latencies(inbox["processed_times"], deliveries.pop("first_sent"))
     api = sandbox.control("GET", "/requests")
+    lifecycle = chaos_lifecycle.verdict(tenant_id, evidence, truth, sandbox.control("GET", "/transitions"))
     verdict = _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, totals, timeline,
-                       initial_sync, final_sync, time.monotonic() - run_started)
+                       initial_sync, final_sync, time.monotonic() - run_started, lifecycle)
     verdict["processes_at_end"] = stack.health()
     return verdict
+
+
+def _quiet(condition, timeout: float, what: str, hold: float = 8.0) -> None:
+    """Wait until ``condition()`` holds and keeps holding for ``hold`` seconds (the beat may add work)."""
+    deadline = time.monotonic() + timeout
+    held_since = None
+    while time.monotonic() < deadline:
+        if condition():
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since >= hold:
+                return
+        else:
+            held_since = None
+        time.sleep(0.5)
+    raise TimeoutError(f"{what}: not reached after {timeout}s")
 
 
 def _raw_truth(sandbox) -> str:
@@ -315,7 +347,7 @@ def _raw_truth(sandbox) -> str:
 
 
 def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, totals, timeline,
-             initial_sync, final_sync, duration) -> dict:
+             initial_sync, final_sync, duration, lifecycle) -> dict:
     sbx = deliveries["sandbox"]
     by_status = inbox["by_status"]
     kills = sum(1 for a in timeline.actions if a["action"] == "worker a: SIGKILL")
@@ -344,6 +376,10 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         # The database outage was answered 503 (and the sender retried: nothing acknowledged is missing).
         "database_outage_answered_503": not database_stopped or deliveries["genuine_statuses"].get("503", 0) > 0,
         "final_sync_succeeded": final_sync["status"] == SyncStatus.SUCCEEDED.value,
+        "lifecycle_declarations_missing_zero": lifecycle["missing"] == 0,
+        "lifecycle_declarations_duplicated_zero": lifecycle["duplicated"] == 0,
+        "lifecycle_declarations_early_zero": lifecycle["early"] == 0,
+        "lifecycle_happened": lifecycle["transition_calls"] > 0 or config.lifecycle_share == 0,
     }
     return {
         "ok": all(checks.values()),
@@ -369,6 +405,7 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "rows": rows,
         "before_final_sync": {k: before_sync[k] for k in ("missing", "duplicated", "stale", "mismatched",
                                                                         "behind_acknowledged", "examples")},
+        "lifecycle": lifecycle,
         "latency": lat,
         "api": {"total": api["total"], "faults": api["faults"]},
         "syncs": {"initial": initial_sync, "final": final_sync},
@@ -388,7 +425,10 @@ def verdict_line(verdict: dict) -> str:
             f"(forged {d['forged']}: {d['forged_stored']} stored) | events processed {e['processed']} "
             f"failed {e['failed']} ignored {e['ignored']} | rows missing {r['missing']} duplicated {r['duplicated']} "
             f"stale {r['stale']} mismatched {r['mismatched']} (of {r['folders']}; before the sync: "
-            f"{verdict['before_final_sync']['behind_acknowledged']} behind an acknowledged delivery) | delivery→applied p50 "
+            f"{verdict['before_final_sync']['behind_acknowledged']} behind an acknowledged delivery) | declarations "
+            f"{verdict['lifecycle']['transition_calls']} (evidence for {verdict['lifecycle']['evidence_entries']} entries, "
+            f"{verdict['lifecycle']['evidence_ends']} ends): missing {verdict['lifecycle']['missing']} duplicated "
+            f"{verdict['lifecycle']['duplicated']} early {verdict['lifecycle']['early']} | delivery→applied p50 "
             f"{rec['p50']} ms p99 {rec['p99']} ms (from first send p50 {sent['p50']} p99 {sent['p99']} ms) | "
             f"{verdict['duration_s']} s | not alive at the end: "
             f"{[n for n, st in verdict.get('processes_at_end', {}).items() if st != 'alive'] or 'none'}")

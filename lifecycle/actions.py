@@ -97,24 +97,33 @@ def _audit(session: Session, action: LifecycleAction | int, what: str, actor: st
 
 def propose(session: Session, tenant_id: int, enrollment_id: int, decision: Decision, mode: LifecycleMode,
             actor: str = "rules") -> LifecycleAction:
-    """Record a new decision (flushed, so a concurrent live one fails here on the unique index).
+    """Record a new decision. A decision an admin makes by hand (``actor`` is that admin) starts approved."""
+    return propose_many(session, tenant_id, [(enrollment_id, decision, mode)], actor)[0]
 
-    A decision an admin makes by hand (``actor`` is that admin) starts approved.
+
+def propose_many(session: Session, tenant_id: int, decisions: list[tuple[int, Decision, LifecycleMode]],
+                 actor: str = "rules") -> list[LifecycleAction]:
+    """Record new decisions ``(enrollment_id, decision, mode)`` in one flush (one INSERT for a page).
+
+    Flushed here, so a concurrent live twin fails on the unique index now, in the caller's transaction.
     """
-    status = status_for(decision, mode) if actor == "rules" else APPROVED
-    action = LifecycleAction(tenant_id=tenant_id, enrollment_id=enrollment_id, kind=decision.kind, status=status,
-                             mode=mode, body=decision.body, evidence=decision.evidence, reason=decision.blocked,
-                             late=decision.late, decided_by=None if actor == "rules" else actor,
-                             decided_at=None if actor == "rules" else utcnow())
-    session.add(action)
+    by_hand = actor != "rules"
+    created = [LifecycleAction(tenant_id=tenant_id, enrollment_id=enrollment_id, kind=decision.kind,
+                               status=APPROVED if by_hand else status_for(decision, mode), mode=mode,
+                               body=decision.body, evidence=decision.evidence, reason=decision.blocked,
+                               late=decision.late, decided_by=actor if by_hand else None,
+                               decided_at=utcnow() if by_hand else None)
+               for enrollment_id, decision, mode in decisions]
+    session.add_all(created)
     session.flush()
-    _audit(session, action, "proposed", actor, status=status.value, body=decision.body, mode=mode.value,
-           late=decision.late, blocked=decision.blocked)
-    if decision.late and status != BLOCKED:
-        notify(session, tenant_id, NoticeKind.LATE_ENTRY, action,
-               f"The {decision.kind.value} of folder {action.enrollment_id} is due since more than 3 working days "
-               f"({decision.body}).")
-    return action
+    for action, (_enrollment_id, decision, mode) in zip(created, decisions, strict=True):
+        _audit(session, action, "proposed", actor, status=action.status.value, body=decision.body, mode=mode.value,
+               late=decision.late, blocked=decision.blocked)
+        if decision.late and action.status != BLOCKED:
+            notify(session, tenant_id, NoticeKind.LATE_ENTRY, action,
+                   f"The {decision.kind.value} of enrollment {action.enrollment_id} is due since more than "
+                   f"3 working days ({decision.body}).")
+    return created
 
 
 def revise(session: Session, action: LifecycleAction, decision: Decision, mode: LifecycleMode) -> bool:

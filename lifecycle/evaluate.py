@@ -35,7 +35,7 @@ from bdc.models import (
 )
 from bdc.types import utcnow
 from lifecycle import actions
-from lifecycle.rules import BEFORE_ENTRY_STATES, ENTERED_STATES, Evidence, Folder, Policy, decide
+from lifecycle.rules import BEFORE_ENTRY_STATES, ENTERED_STATES, Decision, Evidence, Folder, Policy, decide
 from lifecycle.rules import Session as Sitting
 
 PAGE_SIZE = 500
@@ -119,19 +119,25 @@ def evaluate_page(session: Session, settings: LifecycleSettings, *, after_id: in
             declared[action.enrollment_id] |= ONCE_ONLY.get(action.kind, set())
         else:
             (live if action.status in actions.LIVE else closed)[(action.enrollment_id, action.kind)] = action
+    new: list[tuple[int, Decision, LifecycleMode]] = []
     for enrollment in enrollments:
         decisions = decide(_folder(enrollment), _evidence(enrollment, sittings[enrollment.id]), policy, today)
         for kind in declared[enrollment.id]:
             decisions.pop(kind, None)
         for kind in LifecycleKind:
             _reconcile(session, enrollment, kind, decisions.get(kind), policy.modes.get(kind, LifecycleMode.OFF),
-                       live.get((enrollment.id, kind)), closed.get((enrollment.id, kind)), outcome)
+                       live.get((enrollment.id, kind)), closed.get((enrollment.id, kind)), outcome, new)
         outcome.evaluated += 1
+    if new:
+        created = actions.propose_many(session, tenant_id, new)
+        outcome.proposed += len(created)
+        outcome.to_send += [a.id for a in created if a.status == ActionStatus.APPROVED]
     return outcome
 
 
 def _reconcile(session: Session, enrollment: Enrollment, kind: LifecycleKind, decision, mode: LifecycleMode,
-               action: LifecycleAction | None, last_closed: LifecycleAction | None, outcome: Outcome) -> None:
+               action: LifecycleAction | None, last_closed: LifecycleAction | None, outcome: Outcome,
+               new: list) -> None:
     if action is not None and (action.status == ActionStatus.SENT or by_hand(action)):
         if _to_hand_back(action):
             outcome.to_send.append(action.id)
@@ -144,10 +150,7 @@ def _reconcile(session: Session, enrollment: Enrollment, kind: LifecycleKind, de
     if action is None:
         if last_closed is not None and last_closed.body == decision.body and decision.blocked is None:
             return  # the same decision was refused (or failed): not again until the evidence changes
-        created = actions.propose(session, enrollment.tenant_id, enrollment.id, decision, mode)
-        outcome.proposed += 1
-        if created.status == ActionStatus.APPROVED:
-            outcome.to_send.append(created.id)
+        new.append((enrollment.id, decision, mode))  # proposed with the page's others, in one INSERT
         return
     target = actions.status_for(decision, mode)
     says_else = (action.body, action.reason, action.mode, action.late) != (decision.body, decision.blocked, mode,

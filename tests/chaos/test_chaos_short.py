@@ -59,3 +59,9 @@ def test_the_chaos_really_happened(verdict):
     assert verdict["deliveries"]["duplicates_sent"] > 0
     assert verdict["changes"]["applied"] >= 400
     assert all(verdict["checks"].values()), verdict["checks"]
+
+
+def test_declarations_follow_the_evidence_none_missing_duplicated_or_early(verdict):
+    lifecycle = verdict["lifecycle"]
+    assert lifecycle["evidence_entries"] + lifecycle["evidence_ends"] > 0 and lifecycle["transition_calls"] > 0
+    assert (lifecycle["missing"], lifecycle["duplicated"], lifecycle["early"]) == (0, 0, 0), lifecycle["examples"]
