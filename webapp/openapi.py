@@ -163,7 +163,7 @@ SCHEMAS = {
         "indicative_duration_hours": _nullable("number"), "evaluation": {"type": "string", "enum": ["queued", "pending"]},
     }, ["enrollment_id"]),
     "Action": _obj({
-        "id": _INT, "tenant_id": _INT, "enrollment_id": _INT,
+        "id": _INT, "tenant_id": _INT, "enrollment_id": _INT, "external_id": _nullable("string"),
         "kind": {"type": "string", "enum": [k.value for k in LifecycleKind]},
         "status": {"type": "string", "enum": [s.value for s in ActionStatus]},
         "mode": {"type": "string", "enum": [m.value for m in LifecycleMode]},

@@ -9,13 +9,14 @@ failed event and sees it processed. Screenshots land in test-output/<test name>/
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from bdc import db as bdc_db
 from bdc.db import session_scope
-from bdc.models import EventStatus, SyncRun, Tenant, User, UserRole, WebhookEvent, WedofConnection
+from bdc.models import Enrollment, EventStatus, SyncRun, Tenant, User, UserRole, WebhookEvent, WedofConnection
 from bdc.settings import reset_settings_cache
 from tests.conftest import fresh_postgres_url
 from tests.support.sandbox import running_sandbox
@@ -143,3 +144,71 @@ def test_sync_now_and_retry_in_the_browser(stack, output_dir, request):
 def _event_status(event_id: int) -> EventStatus:
     with session_scope() as session:
         return session.get(WebhookEvent, event_id).status
+
+
+def test_approve_a_proposed_entry_in_the_browser(stack, output_dir, request):
+    """An attended session makes the entry due; the admin approves it on the page; Wedof shows the folder in
+    training from the attended date."""
+    import requests
+    from playwright.sync_api import expect, sync_playwright
+
+    from bdc.models import Appointment, AppointmentPhase, AppointmentStatus, LifecycleKind, LifecycleMode
+    from bdc.models import LifecycleSettings as Settings
+    from wedof.mapping import apply_folder
+
+    shots = output_dir / request.node.name
+    shots.mkdir(parents=True, exist_ok=True)
+    sandbox, ids = stack["sandbox"], stack["ids"]
+    today = date.today()
+    attended_on = today - timedelta(days=1)
+    external_id = sandbox.control("GET", "/truth", params={"compact": 1})[7]["externalId"]
+    folder = sandbox.control("PUT", f"/folders/{external_id}", json={
+        "state": "accepted", "withPoleEmploi": False, "trainingActionInfo": {
+            "sessionStartDate": f"{today - timedelta(days=20)}T00:00:00.000Z",
+            "sessionEndDate": f"{today + timedelta(days=40)}T00:00:00.000Z"}})
+    with session_scope() as session:
+        enrollment_id = apply_folder(session, ids["tenant"], folder).enrollment_id
+        enrollment = session.get(Enrollment, enrollment_id)
+        session.add(Settings(tenant_id=ids["tenant"], **{f"{k.value}_mode": LifecycleMode.APPROVE
+                                                         if k == LifecycleKind.ENTRY else LifecycleMode.OFF
+                                                         for k in LifecycleKind}))
+        start = datetime(attended_on.year, attended_on.month, attended_on.day, 9, tzinfo=UTC)
+        session.add(Appointment(tenant_id=ids["tenant"], beneficiary_id=enrollment.beneficiary_id,
+                                enrollment_id=enrollment_id, phase=AppointmentPhase.PRELIMINAIRE,
+                                status=AppointmentStatus.ATTENDED, starts_at=start, ends_at=start + timedelta(hours=2)))
+    token = _token(ids["admin"], ids["tenant"])
+    api = f"{stack['receiver'].url}/api/integrations/wedof"
+    evaluated = requests.post(f"{api}/bilans/{enrollment_id}/evaluate", timeout=10,
+                              headers={"Authorization": f"Bearer {token}"})
+    assert evaluated.status_code == 202, evaluated.text
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(f"{stack['receiver'].url}/integrations/wedof?token={token}")
+            row = page.locator("#lifecycle-actions tr[data-status='proposed']")
+            for _ in range(30):  # the worker evaluates within a moment; the page shows what is there
+                if row.count():
+                    break
+                page.wait_for_timeout(500)
+                page.reload()
+            expect(row).to_have_count(1, timeout=10_000)
+            expect(row).to_contain_text(external_id)
+            expect(row).to_contain_text(attended_on.isoformat())  # the body Wedof will receive
+            page.screenshot(path=str(shots / "1-entry-proposed.png"), full_page=True)
+            row.locator("button[data-verb='approve']").focus()
+            page.keyboard.press("Enter")  # the keyboard is enough
+            expect(page.locator("#actions-message")).to_contain_text("approuvée")
+            wait_until(lambda: sandbox.api("GET", f"/registrationFolders/{external_id}").json()["state"] == "inTraining",
+                       timeout=60, message="the approved entry reached Wedof")
+            declared = sandbox.api("GET", f"/registrationFolders/{external_id}").json()["history"]["inTrainingDate"]
+            assert declared[:10] == attended_on.isoformat()
+            page.select_option("#actions-filter", "all")
+            page.locator("#lifecycle-actions button.link-btn", has_text=external_id).click()
+            expect(page.locator("#bilan")).to_be_visible()
+            expect(page.locator("#bilan-appointments")).to_contain_text("attended")
+            expect(page.locator("#bilan-actions")).to_contain_text("faite", timeout=30_000)
+            page.screenshot(path=str(shots / "2-entry-declared.png"), full_page=True)
+        finally:
+            browser.close()

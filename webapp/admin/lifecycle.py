@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import jsonify, request
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from bdc.audit import record_audit
 from bdc.models import ActionStatus, LifecycleAction, LifecycleKind, LifecycleMode, LifecycleSettings, Notice
@@ -61,7 +62,8 @@ def list_actions():
     enrollment_id = request.args.get("enrollment_id")
     with db_session() as session:
         tenant = resolve_tenant(session)
-        stmt = select(LifecycleAction).where(LifecycleAction.tenant_id == tenant.id)
+        stmt = (select(LifecycleAction).where(LifecycleAction.tenant_id == tenant.id)
+                .options(selectinload(LifecycleAction.enrollment)))
         if status:
             stmt = stmt.where(LifecycleAction.status == ActionStatus(status))
         if kind:

@@ -244,6 +244,7 @@ def action_json(action: LifecycleAction) -> dict[str, Any]:
         "id": action.id,
         "tenant_id": action.tenant_id,
         "enrollment_id": action.enrollment_id,
+        "external_id": action.enrollment.external_id if action.enrollment is not None else None,
         "kind": enum_value(action.kind),
         "status": enum_value(action.status),
         "mode": enum_value(action.mode),

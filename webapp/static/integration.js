@@ -12,6 +12,11 @@
     skipped: "ignorée", received: "reçu", processing: "en traitement", processed: "traité", ignored: "ignoré" };
   const KIND_FR = { all: "tout", stagiaires: "stagiaires", formations: "formations" };
   const TRIGGER_FR = { manual: "manuel", schedule: "planifié", retry: "relance" };
+  const ACTION_FR = { entry: "Entrée en formation", progress: "Taux d'avancement", end: "Service fait",
+    abandon: "Abandon", cancel: "Annulation" };
+  const ACTION_STATUS_FR = { proposed: "proposée", approved: "approuvée", sent: "envoyée", done: "faite",
+    refused: "refusée", failed: "échec", blocked: "bloquée", cancelled: "annulée" };
+  const ATTENTION = new Set(["proposed", "blocked", "refused", "failed"]);
   let pollTimer = null;
 
   // A token given in the address is kept for the tab, then removed from the visible URL and history.
@@ -133,8 +138,120 @@
     await refresh();
   }
 
+  function json(value) { return value === null || value === undefined ? "—" : JSON.stringify(value); }
+
+  async function loadActions() {
+    const page = await api("GET", "/lifecycle/actions?per_page=100");
+    const all = $("actions-filter").value === "all";
+    const body = $("lifecycle-actions");
+    body.textContent = "";
+    const shown = page.items.filter((a) => all || ATTENTION.has(a.status) || (a.late && a.status !== "done"));
+    for (const action of shown) {
+      const tr = el("tr");
+      tr.dataset.actionId = action.id;
+      tr.dataset.status = action.status;
+      const folder = el("td");
+      const view = el("button", action.external_id || ("#" + action.enrollment_id), "link-btn");
+      view.type = "button";
+      view.setAttribute("aria-label", "Voir le bilan du dossier " + (action.external_id || action.enrollment_id));
+      view.addEventListener("click", () => showBilan(action.enrollment_id));
+      folder.appendChild(view);
+      const status = el("td");
+      status.appendChild(el("span", ACTION_STATUS_FR[action.status] || action.status, "badge " + action.status));
+      if (action.late) status.appendChild(el("span", "en retard", "badge late"));
+      if (action.mode === "dry_run") status.appendChild(el("span", "simulation", "badge"));
+      tr.append(el("td", action.id), folder, el("td", ACTION_FR[action.kind] || action.kind), status,
+        el("td", json(action.body), "code"), el("td", json(action.evidence), "code"), el("td", action.reason || "", "err"));
+      const cell = el("td");
+      if (action.status === "proposed" && action.mode !== "dry_run") {
+        cell.appendChild(actionButton("Approuver", "approve", action));
+        cell.appendChild(actionButton("Rejeter", "reject", action, "secondary"));
+      } else if (action.status === "blocked") {
+        cell.appendChild(actionButton("Rejeter", "reject", action, "secondary"));
+      } else if (action.status === "refused" || action.status === "failed") {
+        cell.appendChild(actionButton("Renvoyer", "retry", action, "secondary"));
+      }
+      tr.appendChild(cell);
+      body.appendChild(tr);
+    }
+    if (!shown.length) { const tr = el("tr"); const td = el("td", "Aucune déclaration à traiter.", "muted"); td.colSpan = 8; tr.appendChild(td); body.appendChild(tr); }
+    const notices = await api("GET", "/notices?open=true&per_page=20");
+    const list = $("notices");
+    list.textContent = "";
+    for (const notice of notices.items) {
+      const li = el("li", when(notice.created_at) + " · " + notice.message);
+      const read = el("button", "Marquer comme lu", "secondary");
+      read.type = "button";
+      read.addEventListener("click", async () => { await api("POST", "/notices/" + notice.id + "/acknowledge"); await refresh(); });
+      li.appendChild(read);
+      list.appendChild(li);
+    }
+    if (!notices.items.length) list.appendChild(el("li", "Aucun avis.", "muted"));
+  }
+
+  function actionButton(label, verb, action, cls) {
+    const button = el("button", label, cls);
+    button.type = "button";
+    button.dataset.verb = verb;
+    button.setAttribute("aria-label", label + " la déclaration " + action.id);
+    button.addEventListener("click", () => decide(verb, action, button));
+    return button;
+  }
+
+  async function decide(verb, action, button) {
+    let body;
+    if (verb === "reject") {
+      const reason = window.prompt("Motif du rejet :");
+      if (!reason) return;
+      body = { reason };
+    }
+    button.disabled = true;
+    try {
+      await api("POST", "/lifecycle/actions/" + action.id + "/" + verb, body);
+      $("actions-message").textContent = "Déclaration " + action.id + " : " +
+        ({ approve: "approuvée, envoi en cours.", reject: "rejetée.", retry: "renvoyée." })[verb];
+    } catch (e) { $("actions-message").textContent = "Impossible : " + e.message; button.disabled = false; return; }
+    await refresh();
+  }
+
+  async function showBilan(enrollmentId) {
+    const [evidence, history] = await Promise.all([
+      api("GET", "/bilans/" + enrollmentId + "/appointments"),
+      api("GET", "/lifecycle/actions?per_page=50&enrollment_id=" + enrollmentId)]);
+    const e = evidence.evidence;
+    $("bilan-title").textContent = "Bilan #" + enrollmentId;
+    $("bilan-evidence").textContent = "Session du " + (e.session_start_date || "?") + " au " + (e.session_end_date || "?") +
+      " · " + (e.indicative_duration_hours || "?") + " h · synthèse remise : " + (e.synthesis_delivered_on || "non") +
+      " · retrait : " + (e.withdrawn_on || "non");
+    const rows = $("bilan-appointments");
+    rows.textContent = "";
+    for (const a of evidence.items) {
+      rows.appendChild(rowOf([a.id, a.phase, when(a.starts_at), when(a.ends_at), a.status,
+        a.attended_minutes === null ? "—" : a.attended_minutes]));
+    }
+    if (!evidence.items.length) rows.appendChild(rowOf(["Aucune séance enregistrée."]));
+    const acts = $("bilan-actions");
+    acts.textContent = "";
+    for (const a of history.items) {
+      acts.appendChild(rowOf([a.id, ACTION_FR[a.kind] || a.kind, ACTION_STATUS_FR[a.status] || a.status, json(a.body),
+        json(a.wedof_answer)]));
+    }
+    if (!history.items.length) acts.appendChild(rowOf(["Aucune déclaration."]));
+    $("bilan").classList.remove("hidden");
+    $("bilan-close").focus();
+  }
+
+  function rowOf(cells) {
+    const tr = el("tr");
+    for (const cell of cells) tr.appendChild(el("td", cell));
+    return tr;
+  }
+
+  $("bilan-close").addEventListener("click", () => $("bilan").classList.add("hidden"));
+  $("actions-filter").addEventListener("change", () => refresh());
+
   async function refresh() {
-    try { await Promise.all([loadStatus(), loadHistory(), loadFailedEvents()]); }
+    try { await Promise.all([loadStatus(), loadHistory(), loadFailedEvents(), loadActions()]); }
     catch (e) { if (e.status !== 401) { $("events-message").textContent = "Erreur : " + e.message; } }
   }
 
