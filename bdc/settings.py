@@ -64,6 +64,7 @@ class Settings:
     sync_lock_timeout: int = 300
     sync_page_size: int = 100
     lifecycle_interval: float = 900.0
+    action_lost_after: float = 600.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -224,6 +225,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         sync_lock_timeout=_int("BDC_SYNC_LOCK_TIMEOUT", get("BDC_SYNC_LOCK_TIMEOUT") or "300", 10, WEEK),
         sync_page_size=_int("BDC_SYNC_PAGE_SIZE", get("BDC_SYNC_PAGE_SIZE") or "100", 1, 1000),
         lifecycle_interval=_float("BDC_LIFECYCLE_INTERVAL", get("BDC_LIFECYCLE_INTERVAL") or "900", 0.4, 24 * 3600),
+        action_lost_after=_float("BDC_ACTION_LOST_AFTER", get("BDC_ACTION_LOST_AFTER") or "600", 1, WEEK),
     )
 
 

@@ -14,6 +14,7 @@ the partial unique index of the table enforces it, so re-evaluating never propos
     proposed | blocked | approved ─withdraw─▶ cancelled   (the evidence no longer supports it)
     approved ─start─▶ sent (the intent is committed before the call; sent ─start─▶ sent: a retry)
     sent ─finish─▶ done | refused | failed        refused | failed ─retry─▶ approved (an admin)
+    sent ─moved_on─▶ cancelled   (the folder read before the call no longer allows it: nothing sent)
     refused | failed ─start─▶ sent   (re-applied by hand from Flower: the folder is read first)
 
 Nothing sends a refused or failed action again on its own: only an admin, once the cause is fixed.
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from bdc.audit import record_audit
 from bdc.models import ActionStatus, LifecycleAction, LifecycleKind, LifecycleMode, Notice, NoticeKind
+from bdc.settings import get_settings
 from bdc.types import utcnow
 from lifecycle.rules import Decision
 
@@ -52,16 +54,24 @@ TRANSITIONS: dict[str, Transition] = {
     "withdraw": Transition(frozenset({PROPOSED, BLOCKED, APPROVED}), frozenset({CANCELLED})),
     "start": Transition(frozenset({APPROVED, SENT, REFUSED, FAILED}), frozenset({SENT})),
     "finish": Transition(frozenset({SENT}), frozenset({DONE, REFUSED, FAILED})),
+    "moved_on": Transition(frozenset({SENT}), frozenset({CANCELLED})),
     "retry": Transition(frozenset({REFUSED, FAILED}), frozenset({APPROVED})),
 }
 ALLOWED: frozenset[tuple] = frozenset(
     (source, target) for t in TRANSITIONS.values() for source in t.sources for target in t.targets
 )
 LIVE = frozenset({PROPOSED, APPROVED, SENT, BLOCKED})
-# A sent action whose task has not finished it after this long is presumed lost and may be started
-# again by another task (which reads the folder before anything else: a lost answer is never resent).
-SENT_STUCK_AFTER = timedelta(minutes=10)
 CLOSED_WITHOUT_EFFECT = frozenset({REFUSED, FAILED})  # an identical decision is not proposed again
+
+
+def lost_after() -> timedelta:
+    """How long a sent action's task may hold it (``BDC_ACTION_LOST_AFTER``, 10 min by default).
+
+    Past it the task is presumed lost (its worker died, or its retry could not reach the broker) and
+    another task may start the action again; that one reads the folder before anything else, so a lost
+    answer is never resent.
+    """
+    return timedelta(seconds=get_settings().action_lost_after)
 
 
 def allowed(source: ActionStatus | None, target: ActionStatus) -> bool:
@@ -170,7 +180,7 @@ def start(session: Session, action_id: int, task_id: str) -> LifecycleAction | N
     """
     now = utcnow()
     mine_or_lost = or_(LifecycleAction.status.in_((APPROVED, REFUSED, FAILED)), LifecycleAction.task_id == task_id,
-                       LifecycleAction.sent_at <= now - SENT_STUCK_AFTER)
+                       LifecycleAction.sent_at <= now - lost_after())
     if not _move(session, action_id, "start", SENT, mine_or_lost, task_id=task_id, sent_at=now):
         return None
     action = session.get(LifecycleAction, action_id)
@@ -189,6 +199,15 @@ def finish(session: Session, action_id: int, status: ActionStatus, *, answer: di
             kind = NoticeKind.ACTION_REFUSED if status == REFUSED else NoticeKind.ACTION_FAILED
             notify(session, action.tenant_id, kind, action,
                    f"The {action.kind.value} of enrollment {action.enrollment_id} was {status.value}: {reason}")
+    return moved
+
+
+def moved_on(session: Session, action_id: int, wedof_state: str) -> bool:
+    """Wedof's folder no longer allows the action (the attendee cancelled, someone declared by hand)."""
+    reason = f"nothing sent: the folder is now {wedof_state!r} at Wedof"
+    moved = _move(session, action_id, "moved_on", CANCELLED, reason=reason, finished_at=utcnow())
+    if moved:
+        _audit(session, action_id, "moved_on", "worker", reason=reason)
     return moved
 
 

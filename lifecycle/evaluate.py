@@ -170,7 +170,7 @@ def _to_hand_back(action: LifecycleAction) -> bool:
     if action.status == ActionStatus.APPROVED:
         return True
     return action.status == ActionStatus.SENT and action.sent_at is not None and \
-        utcnow() - action.sent_at > actions.SENT_STUCK_AFTER
+        utcnow() - action.sent_at > actions.lost_after()
 
 
 def _folder(enrollment: Enrollment) -> Folder:

@@ -37,6 +37,15 @@ ENTRY_DELAY_WORKING_DAYS = 3  # Mon Compte Formation: entry and exit declared wi
 ENTERED_STATES = frozenset({"inTraining", "terminated"})
 BEFORE_ENTRY_STATES = frozenset({"notProcessed", "validated", "waitingAcceptation", "accepted"})
 CANCEL_DESCRIPTION = "Retrait du bénéficiaire avant l'entrée en formation"
+# The Wedof states each kind of action applies from: the rules' own preconditions, and what the sender
+# checks on the folder it reads just before the call (the folder may have moved on since the decision).
+APPLIES_FROM: dict[LifecycleKind, frozenset[str]] = {
+    LifecycleKind.ENTRY: DECLARATIONS["inTraining"].allowed_from,
+    LifecycleKind.PROGRESS: PROGRESS_ALLOWED_STATES,
+    LifecycleKind.END: ENTERED_STATES,
+    LifecycleKind.ABANDON: frozenset({"inTraining"}),
+    LifecycleKind.CANCEL: BEFORE_ENTRY_STATES,
+}
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,7 @@ def _day(session: Session, zone: ZoneInfo) -> date:
 
 
 def _entry(folder: Folder, attended: list[Session], zone: ZoneInfo, today: date) -> Decision | None:
-    if folder.state != "accepted" or not attended:
+    if folder.state not in APPLIES_FROM[LifecycleKind.ENTRY] or not attended:
         return None
     if folder.session_start is None:
         return _blocked(LifecycleKind.ENTRY, "the folder has no sessionStartDate: Wedof refuses an entry without it")
@@ -177,7 +186,7 @@ def _entry(folder: Folder, attended: list[Session], zone: ZoneInfo, today: date)
 
 
 def _progress(folder: Folder, evidence: Evidence, hours: float) -> Decision | None:
-    if folder.state not in PROGRESS_ALLOWED_STATES or not evidence.sessions:
+    if folder.state not in APPLIES_FROM[LifecycleKind.PROGRESS] or not evidence.sessions:
         return None  # no evidence recorded: nothing to say about progress
     if not folder.indicative_hours or folder.indicative_hours <= 0:
         return _blocked(LifecycleKind.PROGRESS, "the folder has no indicativeDuration to compute a rate against")
@@ -191,7 +200,7 @@ def _progress(folder: Folder, evidence: Evidence, hours: float) -> Decision | No
 
 def _end(folder: Folder, evidence: Evidence, attended: list[Session], hours: float, policy: Policy,
          zone: ZoneInfo, today: date) -> Decision | None:
-    if folder.state not in ENTERED_STATES or evidence.synthesis_on is None:
+    if folder.state not in APPLIES_FROM[LifecycleKind.END] or evidence.synthesis_on is None:
         return None
     conclusion = [s for s in attended if s.phase == AppointmentPhase.CONCLUSION]
     if not conclusion:
@@ -204,7 +213,7 @@ def _end(folder: Folder, evidence: Evidence, attended: list[Session], hours: flo
 
 def _abandon(folder: Folder, evidence: Evidence, attended: list[Session], hours: float, policy: Policy,
              zone: ZoneInfo, today: date) -> Decision | None:
-    if folder.state != "inTraining":
+    if folder.state not in APPLIES_FROM[LifecycleKind.ABANDON]:
         return None
     last_attended = _day(attended[-1], zone) if attended else None
     active_on = max(filter(None, (last_attended, folder.in_training_on)), default=None)
@@ -240,7 +249,7 @@ def _service_done(kind: LifecycleKind, folder: Folder, attended: list[Session], 
 
 
 def _cancel(folder: Folder, evidence: Evidence, policy: Policy) -> Decision | None:
-    if folder.state not in BEFORE_ENTRY_STATES or evidence.withdrawn_on is None:
+    if folder.state not in APPLIES_FROM[LifecycleKind.CANCEL] or evidence.withdrawn_on is None:
         return None
     why = {"withdrawn_on": evidence.withdrawn_on.isoformat(), "withdrawal_reason": evidence.withdrawal_reason}
     if policy.cancel_code is None:

@@ -46,6 +46,7 @@ EXPECTED_PAIRS = {
     (P, C), (B, C), (A, C),  # reject (proposed, blocked), withdraw (also approved)
     (A, S), (S, S), (R, S), (F, S),  # start; a retry; a re-apply by hand
     (S, D), (S, R), (S, F),  # finish
+    (S, C),  # moved on: the folder read before the call no longer allows it, nothing sent
     (R, A), (F, A),  # retry by an admin
 }
 
@@ -112,6 +113,7 @@ OPERATIONS = {  # name: (target, operation, the statuses it may start from)
     "finish done": (D, _in_session(lambda s, i: actions.finish(s, i, D)), {S}),
     "finish refused": (R, _in_session(lambda s, i: actions.finish(s, i, R, reason="400")), {S}),
     "retry": (A, _in_session(lambda s, i: actions.retry(s, i, "user:1")), {R, F}),
+    "moved on": (C, _in_session(lambda s, i: actions.moved_on(s, i, "canceledByAttendee")), {S}),
 }
 
 
@@ -134,9 +136,17 @@ def test_a_sent_action_is_started_again_only_by_its_task_or_once_lost(world):
         assert actions.start(session, fresh, "mine") is not None  # its own retry
     with bdc_db.session_scope() as session:
         session.execute(LifecycleAction.__table__.delete())
-    lost = _action(world, S, task_id="dead", sent_at=utcnow() - actions.SENT_STUCK_AFTER - timedelta(seconds=1))
+    lost = _action(world, S, task_id="dead", sent_at=utcnow() - actions.lost_after() - timedelta(seconds=1))
     with bdc_db.session_scope() as session:
         assert actions.start(session, lost, "another") is not None
+
+
+def test_how_long_a_task_may_hold_a_sent_action_is_a_setting(world, app_env, db_url):
+    app_env(database_url=db_url, BDC_ACTION_LOST_AFTER="30")
+    assert actions.lost_after() == timedelta(seconds=30)
+    held = _action(world, S, task_id="dead", sent_at=utcnow() - timedelta(seconds=31))
+    with bdc_db.session_scope() as session:
+        assert actions.start(session, held, "another") is not None  # presumed lost after 30 s, not 10 min
 
 
 def test_a_dry_run_action_is_never_approved(world):

@@ -1,7 +1,7 @@
 """WedofClient against the real sandbox process over HTTP: paging, errors, retries, throttle."""
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -198,13 +198,17 @@ def test_retry_after_above_the_cap_is_handed_back_at_once(sandbox):
 def test_lifecycle_of_a_folder_through_the_client(sandbox):
     with make_client(sandbox) as client:
         external_id = folder_in_state(client, "accepted")
-        assert client.in_training(external_id, date="2025-01-20")["state"] == "inTraining"
+        info = client.get_registration_folder(external_id)["trainingActionInfo"]
+        # Wedof checks the dates: the entry on or after the session start, the end not after its end.
+        assert client.in_training(external_id, date=info["sessionStartDate"][:10])["state"] == "inTraining"
         assert client.update_registration_folder(external_id, completion_rate=0)["completionRate"] == 0
         updated = client.update_registration_folder(external_id, completion_rate=100, tags=["bdc"], notes="")
         assert (updated["completionRate"], updated["tags"], updated["notes"]) == (100, ["bdc"], "")
         code = client.registration_folder_reasons("terminated")[0]["code"]
-        assert client.terminate(external_id, code=code, absence_duration=0)["state"] == "terminated"
-        done = client.service_done(external_id)
+        ended = min(info["sessionEndDate"][:10], date.today().isoformat())
+        assert client.terminate(external_id, date=ended, code=code, absence_duration=0)["state"] == "terminated"
+        done = client.service_done(external_id, date=ended, code=code, absence_duration=0,
+                                   force_majeure_absence=False, training_duration=info["indicativeDuration"])
         assert (done["state"], done["billingState"]) == ("serviceDoneDeclared", "toBill")
         billed = client.billing(external_id, "F-2025-001")
         assert (billed["billingState"], billed["billNumber"]) == ("billed", "F-2025-001")

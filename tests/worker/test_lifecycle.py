@@ -1,6 +1,7 @@
 """The lifecycle from evidence to the sandbox's folder, through a real worker, Redis and the sandbox over HTTP,
-on PostgreSQL and on SQLite: each rule in each mode, a refusal shown with its violations, and a lost answer
-after the POST that ends done after a re-read, never a second POST.
+on PostgreSQL and on SQLite: each rule in each mode, a refusal shown with its violations, a lost answer
+after the POST that ends done after a re-read (never a second POST), a folder that moved on at Wedof before
+the call (nothing sent), and a refusal because another hand declared it first (done, not refused).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker
 from tests.worker.conftest import build_stack_env
 from tests.worker.helpers import make_connection, send
+from wedof.client import WedofClient
 from wedof.mapping import apply_folder
 from worker.task_names import CARRY_OUT_ACTION, EVALUATE_LIFECYCLE
-from worker.tasks.lifecycle import evaluate_lifecycle
+from worker.tasks.lifecycle import Plan, evaluate_lifecycle, read_then_call
 
 TODAY = date.today()
 YESTERDAY = TODAY - timedelta(days=1)
@@ -232,3 +234,43 @@ def test_a_lost_answer_ends_done_after_a_re_read_never_a_second_post(stack_env, 
     assert sandbox.control("GET", "/requests")["faults"]["lost_answer"] >= 1
     assert sandbox.control("GET", "/transitions")[external_id] == {"inTraining": 1}  # one POST, ever
     assert wedof_folder(sandbox, external_id)["history"]["inTrainingDate"][:10] == YESTERDAY.isoformat()
+
+
+def test_a_folder_that_moved_on_at_wedof_is_not_sent(stack_env, broker, events_worker, sandbox):
+    enrollment_id, external_id = bilan(sandbox, "accepted", LifecycleKind.ENTRY, LifecycleMode.APPROVE)
+    _entry(enrollment_id)
+    send(broker, EVALUATE_LIFECYCLE, [enrollment_id])
+    proposed = wait_for(enrollment_id, LifecycleKind.ENTRY, {ActionStatus.PROPOSED})
+    # The attendee cancels on EDOF while the entry waits for its approval; no webhook tells us.
+    sandbox.control("PUT", f"/folders/{external_id}", json={"state": "canceledByAttendee"})
+    with session_scope() as session:
+        assert actions.approve(session, proposed.id, "user:admin")
+    send(broker, CARRY_OUT_ACTION, [proposed.id])
+    cancelled = wait_for(enrollment_id, LifecycleKind.ENTRY, {ActionStatus.CANCELLED, ActionStatus.REFUSED})
+    assert cancelled.status == ActionStatus.CANCELLED and "canceledByAttendee" in cancelled.reason
+    assert external_id not in sandbox.control("GET", "/transitions")  # nothing was sent
+    with session_scope() as session:
+        assert session.get(Enrollment, enrollment_id).wedof_state == "canceledByAttendee"  # our copy follows
+        assert not session.scalars(select(Notice).where(Notice.target_id == str(cancelled.id))).all()
+
+
+def test_a_refusal_once_someone_else_declared_it_is_done_not_refused(sandbox):
+    """Two hands at once (a task presumed lost that was not): the second POST is refused; read again, it is done."""
+    external_id = next(f["externalId"] for f in sandbox.control("GET", "/truth", params={"compact": 1})
+                       if f["externalId"] not in _used)
+    _used.add(external_id)
+    stale = sandbox.control("PUT", f"/folders/{external_id}", json={
+        "state": "accepted", "withPoleEmploi": False, "trainingActionInfo": SESSION})
+    sandbox.control("POST", "/requests/reset")
+    assert sandbox.api("POST", f"/registrationFolders/{external_id}/inTraining",
+                       json={"date": YESTERDAY.isoformat()}).status_code == 200  # the other hand
+    plan = Plan(1, LifecycleKind.ENTRY, {"date": YESTERDAY.isoformat()}, external_id, 1, 1, trace=False)
+    with WedofClient(sandbox.api_url, sandbox.api_key) as client:
+        reads = [stale]  # our read happened before the other hand's POST
+        fresh_read = client.get_registration_folder
+        client.get_registration_folder = lambda eid: reads.pop() if reads else fresh_read(eid)
+        outcome, folder = read_then_call(client, plan)
+    assert (outcome, folder["state"]) == ("already_there", "inTraining")
+    by_status = sandbox.control("GET", "/requests")["by_status"]
+    assert by_status.get("400") == 1  # our POST was made, and refused
+    assert sandbox.control("GET", "/transitions")[external_id] == {"inTraining": 1}

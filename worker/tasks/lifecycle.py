@@ -5,7 +5,9 @@
 - ``wedof.carry_out_action(action_id)``: the one sender of declarations and completion rates. The
   intent is committed first (``sent``); then the folder is READ, and when Wedof already shows what the
   action says (an earlier answer was lost, or someone declared it by hand) the action is ``done``
-  without a call; else the call is made and Wedof's answer applied. A refusal (4xx) is ``refused``
+  without a call; when the folder has moved on to a state the action no longer applies from (the
+  attendee cancelled meanwhile) it is ``cancelled``, nothing sent; else the call is made and Wedof's
+  answer applied. A refusal (4xx) is ``refused``
   with Wedof's violations and never retried; transient errors retry under :mod:`worker.policy`, each
   retry reading the folder again before anything is sent.
 """
@@ -30,7 +32,9 @@ from bdc.models import (
 from bdc.types import utcnow
 from lifecycle import actions
 from lifecycle.evaluate import evaluate_page, settings_of
+from lifecycle.rules import APPLIES_FROM
 from wedof.client import WedofClient
+from wedof.errors import WedofValidationError
 from wedof.mapping import DECLARATIONS, FolderRejected, apply_folder
 from worker.celery_app import app, send_soon
 from worker.connections import ConnectionNotUsable, client_for
@@ -193,17 +197,15 @@ def carry_out_action(self, action_id):
         plan = _plan(session, action)
     with self.reporting(ActionReport(action_id)):
         with _client(plan.tenant_id) as client:
-            current = client.get_registration_folder(plan.external_id)
-            if already_there(plan, current):
-                outcome, folder = "already_there", current
-            else:
-                outcome, folder = "sent", _call(client, plan)
-                if plan.trace:
-                    _trace(client, plan)
+            outcome, folder = read_then_call(client, plan)
 
         def record():
             with session_scope() as session:
-                actions.finish(session, action_id, ActionStatus.DONE, answer={"outcome": outcome, **_answer(folder)})
+                if outcome == "moved_on":
+                    actions.moved_on(session, action_id, str(folder.get("state")))
+                else:
+                    actions.finish(session, action_id, ActionStatus.DONE,
+                                   answer={"outcome": outcome, **_answer(folder)})
                 try:
                     apply_folder(session, plan.tenant_id, folder)  # our copy follows Wedof at once
                 except FolderRejected as exc:
@@ -211,4 +213,25 @@ def carry_out_action(self, action_id):
 
         retry_on_conflict(record, f"action {action_id}")
     send_soon(EVALUATE_LIFECYCLE, [plan.enrollment_id])  # the next rule may be due now (a rate after the entry)
-    return {"status": "done", "outcome": outcome, "action_id": action_id}
+    return {"status": "cancelled" if outcome == "moved_on" else "done", "outcome": outcome, "action_id": action_id}
+
+
+def read_then_call(client: WedofClient, plan: Plan) -> tuple[str, dict]:
+    """Read the folder, then call only if Wedof does not show the action yet and still allows it."""
+    current = client.get_registration_folder(plan.external_id)
+    if already_there(plan, current):
+        return "already_there", current
+    if current.get("state") not in APPLIES_FROM[plan.kind]:
+        return "moved_on", current
+    try:
+        folder = _call(client, plan)
+    except WedofValidationError:
+        # Refused: read again before calling it a refusal. Another hand may have declared it since
+        # the read (a task presumed lost that was not): then it is done, and nothing was sent twice.
+        current = client.get_registration_folder(plan.external_id)
+        if already_there(plan, current):
+            return "already_there", current
+        raise
+    if plan.trace:
+        _trace(client, plan)
+    return "sent", folder
