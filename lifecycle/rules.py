@@ -48,6 +48,13 @@ APPLIES_FROM: dict[LifecycleKind, frozenset[str]] = {
 }
 
 
+def moved_past(kind: LifecycleKind, state: str | None) -> bool:
+    """Whether a folder in ``state`` has gone past where ``kind`` applies (entered, done, cancelled,
+    refused): it never will again. A folder not there yet (an end while still ``accepted``) has not:
+    Wedof judges that call, and its refusal is shown."""
+    return state not in APPLIES_FROM[kind] and state not in BEFORE_ENTRY_STATES
+
+
 @dataclass(frozen=True)
 class Session:
     """One appointment, as the rules see it."""

@@ -15,7 +15,7 @@ from bdc.models.enums import AppointmentPhase as Ph
 from bdc.models.enums import AppointmentStatus as St
 from bdc.models.enums import LifecycleKind as K
 from bdc.models.enums import LifecycleMode as M
-from lifecycle.rules import Evidence, Folder, Policy, Session, decide, working_days_after
+from lifecycle.rules import Evidence, Folder, Policy, Session, decide, moved_past, working_days_after
 from wedof.mapping import FOLDER_STATES
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -227,3 +227,19 @@ def test_working_days_skip_weekends_and_french_holidays():
     assert working_days_after(date(2025, 4, 30), date(2025, 5, 2)) == 1  # 1 May is a holiday
     assert working_days_after(date(2025, 3, 12), date(2025, 3, 12)) == 0
     assert working_days_after(date(2025, 3, 12), date(2025, 3, 1)) == 0
+
+
+MOVED_PAST = [  # (kind, state, gone past where the kind applies)
+    (K.ENTRY, "accepted", False), (K.ENTRY, "validated", False), (K.ENTRY, "canceledByAttendee", True),
+    (K.ENTRY, "refusedByFinancer", True),
+    (K.PROGRESS, "inTraining", False), (K.PROGRESS, "accepted", False), (K.PROGRESS, "serviceDoneDeclared", True),
+    (K.END, "terminated", False), (K.END, "accepted", False), (K.END, "canceledByOrganism", True),
+    (K.ABANDON, "inTraining", False), (K.ABANDON, "terminated", True),
+    (K.CANCEL, "accepted", False), (K.CANCEL, "notProcessed", False), (K.CANCEL, "inTraining", True),
+    (K.ENTRY, "aStateWedofAddsLater", True), (K.ENTRY, None, True),
+]
+
+
+@pytest.mark.parametrize(("kind", "state", "past"), MOVED_PAST)
+def test_what_the_sender_no_longer_sends(kind, state, past):
+    assert moved_past(kind, state) is past

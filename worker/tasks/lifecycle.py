@@ -5,8 +5,8 @@
 - ``wedof.carry_out_action(action_id)``: the one sender of declarations and completion rates. The
   intent is committed first (``sent``); then the folder is READ, and when Wedof already shows what the
   action says (an earlier answer was lost, or someone declared it by hand) the action is ``done``
-  without a call; when the folder has moved on to a state the action no longer applies from (the
-  attendee cancelled meanwhile) it is ``cancelled``, nothing sent; else the call is made and Wedof's
+  without a call; when the folder has gone past where the action applies (the attendee cancelled
+  meanwhile, the service was declared done) it is ``cancelled``, nothing sent; else the call is made and Wedof's
   answer applied. A refusal (4xx) is ``refused``
   with Wedof's violations and never retried; transient errors retry under :mod:`worker.policy`, each
   retry reading the folder again before anything is sent.
@@ -32,7 +32,7 @@ from bdc.models import (
 from bdc.types import utcnow
 from lifecycle import actions
 from lifecycle.evaluate import evaluate_page, settings_of
-from lifecycle.rules import APPLIES_FROM
+from lifecycle.rules import moved_past
 from wedof.client import WedofClient
 from wedof.errors import WedofValidationError
 from wedof.mapping import DECLARATIONS, FolderRejected, apply_folder
@@ -221,7 +221,7 @@ def read_then_call(client: WedofClient, plan: Plan) -> tuple[str, dict]:
     current = client.get_registration_folder(plan.external_id)
     if already_there(plan, current):
         return "already_there", current
-    if current.get("state") not in APPLIES_FROM[plan.kind]:
+    if moved_past(plan.kind, current.get("state")):
         return "moved_on", current
     try:
         folder = _call(client, plan)
