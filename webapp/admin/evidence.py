@@ -20,7 +20,7 @@ from bdc.models import Appointment, AppointmentPhase, AppointmentStatus, Enrollm
 from bdc.types import utcnow
 from webapp.admin import bp
 from webapp.admin.common import db_session, get_by_id
-from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant
+from webapp.admin.scope import current_principal, resolve_tenant, visible_row
 from webapp.admin.serializers import appointment_json, evidence_json
 from webapp.admin.validation import field, json_object, reject_unknown
 from webapp.auth import admin_required
@@ -71,22 +71,6 @@ def tenant_enrollment(session: Session, tenant_id: int, enrollment_id) -> Enroll
     if enrollment is None or enrollment.tenant_id != tenant_id:
         raise bad("unknown_enrollment", f"No enrollment {enrollment_id} in this tenant.")
     return enrollment
-
-
-def visible_enrollment(session: Session, enrollment_id: int) -> Enrollment:
-    enrollment = get_by_id(session, Enrollment, enrollment_id)
-    if enrollment is None:
-        raise ApiError(404, "not_found", "No such bilan.")
-    ensure_visible(enrollment.tenant_id, "bilan")
-    return enrollment
-
-
-def visible_appointment(session: Session, appointment_id: int) -> Appointment:
-    appointment = get_by_id(session, Appointment, appointment_id)
-    if appointment is None:
-        raise ApiError(404, "not_found", "No such appointment.")
-    ensure_visible(appointment.tenant_id, "appointment")
-    return appointment
 
 
 def _apply_fields(session: Session, appointment: Appointment, body: dict) -> None:
@@ -164,7 +148,7 @@ def _evaluate(enrollment_id: int) -> str:
 @admin_required
 def list_appointments(enrollment_id: int):
     with db_session() as session:
-        enrollment = visible_enrollment(session, enrollment_id)
+        enrollment = visible_row(session, Enrollment, enrollment_id, "bilan")
         rows = session.scalars(select(Appointment).where(Appointment.enrollment_id == enrollment.id)
                                .order_by(Appointment.starts_at, Appointment.id)).all()
         return jsonify({"items": [appointment_json(a) for a in rows], "evidence": evidence_json(enrollment)})
@@ -196,7 +180,7 @@ def update_appointment(appointment_id: int):
     body = json_object()
     reject_unknown(body, APPOINTMENT_FIELDS, status=400)
     with db_session() as session:
-        appointment = visible_appointment(session, appointment_id)
+        appointment = visible_row(session, Appointment, appointment_id, "appointment")
         before = appointment_json(appointment)
         _apply_fields(session, appointment, body)
         session.flush()
@@ -228,7 +212,7 @@ def cancel_appointment(appointment_id: int):
 
 def _patch(appointment_id: int, body: dict, what: str):
     with db_session() as session:
-        appointment = visible_appointment(session, appointment_id)
+        appointment = visible_row(session, Appointment, appointment_id, "appointment")
         before = appointment.status.value
         _apply_fields(session, appointment, body)
         session.flush()
@@ -246,7 +230,7 @@ def record_evidence(enrollment_id: int):
     if not body:
         raise bad("validation_error", "Give synthesis_delivered_on, withdrawn_on or withdrawal_reason.")
     with db_session() as session:
-        enrollment = visible_enrollment(session, enrollment_id)
+        enrollment = visible_row(session, Enrollment, enrollment_id, "bilan")
         before = evidence_json(enrollment)
         for name in ("synthesis_delivered_on", "withdrawn_on"):
             if name in body:

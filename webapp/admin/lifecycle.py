@@ -16,14 +16,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from bdc.audit import record_audit
-from bdc.models import ActionStatus, LifecycleAction, LifecycleKind, LifecycleMode, LifecycleSettings, Notice
+from bdc.models import (
+    ActionStatus,
+    Enrollment,
+    LifecycleAction,
+    LifecycleKind,
+    LifecycleMode,
+    LifecycleSettings,
+    Notice,
+)
 from bdc.types import utcnow
 from lifecycle import actions
 from webapp.admin import bp
-from webapp.admin.common import db_session, get_by_id
-from webapp.admin.evidence import visible_enrollment
+from webapp.admin.common import db_session
 from webapp.admin.pagination import paginate
-from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant, tenant_connection
+from webapp.admin.scope import (
+    current_principal,
+    resolve_tenant,
+    tenant_connection,
+    visible_row,
+)
 from webapp.admin.serializers import action_json, notice_json, settings_json
 from webapp.admin.validation import field, json_object, query_choice, reject_unknown
 from webapp.auth import admin_required
@@ -43,14 +55,6 @@ def _queue(task: str, args: list, what: str) -> str:
         return send_task(task, args)
     except BrokerUnavailable:
         raise ApiError(503, "broker_unavailable", f"The task queue is unreachable; {what}") from None
-
-
-def _visible_action(session, action_id: int) -> LifecycleAction:
-    action = get_by_id(session, LifecycleAction, action_id)
-    if action is None:
-        raise ApiError(404, "not_found", "No such action.")
-    ensure_visible(action.tenant_id, "action")
-    return action
 
 
 @bp.get("/lifecycle/actions")
@@ -82,7 +86,7 @@ def list_actions():
 @admin_required
 def get_action(action_id: int):
     with db_session() as session:
-        return jsonify(action_json(_visible_action(session, action_id)))
+        return jsonify(action_json(visible_row(session, LifecycleAction, action_id, "action")))
 
 
 @bp.post("/lifecycle/actions/<int:action_id>/approve")
@@ -90,7 +94,7 @@ def get_action(action_id: int):
 def approve_action(action_id: int):
     reject_unknown(json_object(allow_empty=True), set())
     with db_session() as session:
-        action = _visible_action(session, action_id)
+        action = visible_row(session, LifecycleAction, action_id, "action")
         if action.mode == LifecycleMode.DRY_RUN:
             raise ApiError(409, "dry_run", "This action was proposed in dry-run mode: it is shown, never sent. "
                                            "Switch the rule to approve or auto to act on it.")
@@ -111,7 +115,7 @@ def reject_action(action_id: int):
     if not reason.strip():
         raise ApiError(422, "validation_error", "Say why the action is rejected.", fields={"reason": "required"})
     with db_session() as session:
-        action = _visible_action(session, action_id)
+        action = visible_row(session, LifecycleAction, action_id, "action")
         if not actions.reject(session, action.id, current_principal().actor, reason.strip()):
             raise ApiError(409, "not_rejectable", f"The action is {action.status.value}; only a proposed or "
                                                   "blocked action can be rejected.", action_status=action.status.value)
@@ -124,7 +128,7 @@ def reject_action(action_id: int):
 def retry_action(action_id: int):
     reject_unknown(json_object(allow_empty=True), set())
     with db_session() as session:
-        action = _visible_action(session, action_id)
+        action = visible_row(session, LifecycleAction, action_id, "action")
         if not actions.retry(session, action.id, current_principal().actor):
             raise ApiError(409, "not_retryable", f"The action is {action.status.value}; only a refused or failed "
                                                  "action can be sent again.", action_status=action.status.value)
@@ -138,7 +142,7 @@ def retry_action(action_id: int):
 def evaluate_bilan(enrollment_id: int):
     reject_unknown(json_object(allow_empty=True), set())
     with db_session() as session:
-        visible_enrollment(session, enrollment_id)
+        visible_row(session, Enrollment, enrollment_id, "bilan")
     task_id = _queue(EVALUATE_LIFECYCLE, [enrollment_id], "the beat evaluates it within its interval.")
     return jsonify({"enrollment_id": enrollment_id, "task_id": task_id}), 202
 
@@ -250,10 +254,7 @@ def list_notices():
 def acknowledge_notice(notice_id: int):
     reject_unknown(json_object(allow_empty=True), set())
     with db_session() as session:
-        notice = get_by_id(session, Notice, notice_id)
-        if notice is None:
-            raise ApiError(404, "not_found", "No such notice.")
-        ensure_visible(notice.tenant_id, "notice")
+        notice = visible_row(session, Notice, notice_id, "notice")
         if notice.acknowledged_at is None:
             notice.acknowledged_at = utcnow()
         return jsonify(notice_json(notice))

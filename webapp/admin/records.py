@@ -29,7 +29,7 @@ from lifecycle.evaluate import settings_of
 from webapp.admin import bp
 from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
-from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant
+from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant, visible_row
 from webapp.admin.serializers import beneficiary_json, bilan_json, program_json
 from webapp.admin.validation import field, json_object, query_choice, query_text, reject_unknown
 from webapp.auth import admin_required
@@ -116,10 +116,7 @@ def _by_hand(session, enrollment: Enrollment, kind: LifecycleKind, body: dict, e
 
 
 def _folder_enrollment(session, enrollment_id: int) -> Enrollment:
-    enrollment = get_by_id(session, Enrollment, enrollment_id)
-    if enrollment is None:
-        raise ApiError(404, "not_found", "No such bilan.")
-    ensure_visible(enrollment.tenant_id, "bilan")
+    enrollment = visible_row(session, Enrollment, enrollment_id, "bilan")
     if not enrollment.external_id:
         raise ApiError(409, "not_linked", "This enrollment has no Wedof folder.")
     return enrollment

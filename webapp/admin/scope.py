@@ -9,6 +9,8 @@ answers 404 so the existence of other tenants never leaks.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from flask import g, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,6 +19,8 @@ from bdc.models import Tenant, WedofConnection
 from webapp.admin.common import get_by_id
 from webapp.auth import Principal
 from webapp.errors import ApiError
+
+T = TypeVar("T")
 
 TENANT_HEADER = "X-Tenant-Id"
 
@@ -70,6 +74,15 @@ def ensure_visible(tenant_id: int | None, what: str = "object") -> None:
         allowed = tenant_id is not None and tenant_id == principal.tenant_id
     if not allowed:
         raise ApiError(404, "not_found", f"No such {what}.")
+
+
+def visible_row(session: Session, model: type[T], row_id: int, what: str) -> T:
+    """The row of ``model`` with this id, or 404 when it does not exist or the caller may not see it."""
+    row = get_by_id(session, model, row_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"No such {what}.")
+    ensure_visible(row.tenant_id, what)
+    return row
 
 
 def tenant_connection(session: Session, tenant: Tenant, *, required: bool = True) -> WedofConnection | None:
