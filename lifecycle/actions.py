@@ -202,6 +202,20 @@ def finish(session: Session, action_id: int, status: ActionStatus, *, answer: di
     return moved
 
 
+def mark_queued(session: Session, action_ids: list[int]) -> None:
+    """Their task is queued: evaluations leave them to it until it is presumed lost (not a status move)."""
+    if action_ids:
+        session.execute(update(LifecycleAction).where(LifecycleAction.id.in_(action_ids),
+                                                      LifecycleAction.status.in_((APPROVED, SENT)))
+                        .values(queued_at=utcnow()).execution_options(synchronize_session=False))
+
+
+def awaits_its_task(action: LifecycleAction) -> bool:
+    """Whether an approved or sent action's task may still be on its way (queued or running recently)."""
+    recent = utcnow() - lost_after()
+    return any(at is not None and at > recent for at in (action.queued_at, action.sent_at))
+
+
 def moved_on(session: Session, action_id: int, wedof_state: str) -> bool:
     """Wedof's folder no longer allows the action (the attendee cancelled, someone declared by hand)."""
     reason = f"nothing sent: the folder is now {wedof_state!r} at Wedof"

@@ -33,7 +33,6 @@ from bdc.models import (
     LifecycleMode,
     LifecycleSettings,
 )
-from bdc.types import utcnow
 from lifecycle import actions
 from lifecycle.rules import BEFORE_ENTRY_STATES, ENTERED_STATES, Decision, Evidence, Folder, Policy, decide
 from lifecycle.rules import Session as Sitting
@@ -160,17 +159,15 @@ def _reconcile(session: Session, enrollment: Enrollment, kind: LifecycleKind, de
     if says_else or moves:
         if actions.revise(session, action, decision, mode):
             outcome.revised += 1
-            if target == ActionStatus.APPROVED:
-                outcome.to_send.append(action.id)
-    elif action.status == ActionStatus.APPROVED:
-        outcome.to_send.append(action.id)  # approved but not carried out yet (or its task was lost): again
+            if target == ActionStatus.APPROVED and _to_hand_back(action):
+                outcome.to_send.append(action.id)  # a task already queued reads the revised body
+    elif _to_hand_back(action):
+        outcome.to_send.append(action.id)  # approved but not queued yet (or its task was lost): again
 
 
 def _to_hand_back(action: LifecycleAction) -> bool:
-    if action.status == ActionStatus.APPROVED:
-        return True
-    return action.status == ActionStatus.SENT and action.sent_at is not None and \
-        utcnow() - action.sent_at > actions.lost_after()
+    """An approved action not queued yet, or one whose task is presumed lost: queued again (once)."""
+    return action.status in (ActionStatus.APPROVED, ActionStatus.SENT) and not actions.awaits_its_task(action)
 
 
 def _folder(enrollment: Enrollment) -> Folder:

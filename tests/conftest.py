@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,21 @@ def sqlite_db_url(sqlite_template, tmp_path) -> str:
     url = fresh_sqlite_url(sqlite_template, tmp_path)
     yield url
     bdc_db.dispose_engines()
+
+
+@contextmanager
+def process_environment(env: dict[str, str]):
+    """Lay ``env`` over this process's environment (settings and engines follow); undo it afterwards."""
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            reset_settings_cache()
+            bdc_db.dispose_engines()
+            yield env
+    finally:  # once the environment is back: settings and engines are read from it again
+        reset_settings_cache()
+        bdc_db.dispose_engines()
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ class LifecycleAction(TimestampMixin, Base):
     task_id: Mapped[str | None] = mapped_column(String(64))
     decided_by: Mapped[str | None] = mapped_column(String(200))  # who approved or rejected
     decided_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]  # when an approved action's task was last queued: queued once, not per tick
     sent_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

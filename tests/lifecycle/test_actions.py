@@ -250,7 +250,13 @@ def test_auto_mode_hands_approved_actions_over_and_refused_ones_are_not_proposed
     outcome = _evaluate(settings_id)
     [action_id] = outcome.to_send
     assert _live(world)[(first, "entry")][0] == "approved"
-    assert _evaluate(settings_id).to_send == [action_id]  # not carried out yet: handed over again
+    assert _evaluate(settings_id).to_send == [action_id]  # not queued (the broker was away): handed over again
+    with bdc_db.session_scope() as session:
+        actions.mark_queued(session, [action_id])
+    assert _evaluate(settings_id).to_send == []  # queued: left to its task, not queued again every tick
+    with bdc_db.session_scope() as session:
+        session.get(LifecycleAction, action_id).queued_at = utcnow() - actions.lost_after() - timedelta(seconds=1)
+    assert _evaluate(settings_id).to_send == [action_id]  # its message presumed lost: queued again
     with bdc_db.session_scope() as session:
         actions.start(session, action_id, "t")
         actions.finish(session, action_id, R, reason="HTTP 400")

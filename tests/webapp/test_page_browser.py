@@ -14,11 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bdc import db as bdc_db
 from bdc.db import session_scope
 from bdc.models import Enrollment, EventStatus, SyncRun, Tenant, User, UserRole, WebhookEvent, WedofConnection
-from bdc.settings import reset_settings_cache
-from tests.conftest import fresh_postgres_url
+from tests.conftest import fresh_postgres_url, process_environment
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker, Receiver
@@ -61,11 +59,7 @@ def stack(redis_server, pg_cluster, pg_template, tmp_path_factory, output_dir):
            "SECRET_ENCRYPTION_KEY": os.environ["SECRET_ENCRYPTION_KEY"], "JWT_SECRET_KEY": os.environ["JWT_SECRET_KEY"],
            "FLOWER_URL": "http://127.0.0.1:5555", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
     logs = output_dir / "logs"
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        reset_settings_cache()
-        bdc_db.dispose_engines()
+    with process_environment(env):
         with running_sandbox(folders=FOLDERS, seed=5) as sandbox:
             ids = _seed(sandbox)
             worker = CeleryWorker(env, queues="events,sync", concurrency=2, log_dir=logs).start()
@@ -75,8 +69,6 @@ def stack(redis_server, pg_cluster, pg_template, tmp_path_factory, output_dir):
             finally:
                 receiver.stop()
                 worker.stop()
-    reset_settings_cache()
-    bdc_db.dispose_engines()
 
 
 def _token(user_id: int, tenant_id: int) -> str:

@@ -7,9 +7,7 @@ import os
 
 import pytest
 
-from bdc import db as bdc_db
-from bdc.settings import reset_settings_cache
-from tests.conftest import fresh_postgres_url
+from tests.conftest import fresh_postgres_url, process_environment
 from tests.support.stack import CeleryWorker, control_app
 
 STACK_DEFAULTS = {
@@ -39,14 +37,8 @@ def stack_env(redis_server, pg_cluster, pg_template, tmp_path_factory):
     """Environment of the module's processes; the test process itself uses it too."""
     env = build_stack_env(fresh_postgres_url(pg_cluster, pg_template), redis_server.url,
                           tmp_path_factory.mktemp("var"))
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        reset_settings_cache()
-        bdc_db.dispose_engines()
+    with process_environment(env):
         yield env
-    reset_settings_cache()
-    bdc_db.dispose_engines()
 
 
 @pytest.fixture(scope="module")

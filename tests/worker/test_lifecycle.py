@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bdc import db as bdc_db
 from bdc.db import session_scope
 from bdc.models import (
     ActionStatus,
@@ -25,9 +24,8 @@ from bdc.models import (
     LifecycleSettings,
     Notice,
 )
-from bdc.settings import reset_settings_cache
 from lifecycle import actions
-from tests.conftest import fresh_postgres_url, fresh_sqlite_url
+from tests.conftest import fresh_postgres_url, fresh_sqlite_url, process_environment
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker
@@ -52,14 +50,8 @@ def stack_env(request, redis_server, pg_cluster, pg_template, sqlite_template, t
     else:
         url = fresh_sqlite_url(sqlite_template, tmp_path_factory.mktemp("lifecycle-sqlite"))
     env = build_stack_env(url, redis_server.url, tmp_path_factory.mktemp("var"))
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        reset_settings_cache()
-        bdc_db.dispose_engines()
+    with process_environment(env):
         yield env
-    reset_settings_cache()
-    bdc_db.dispose_engines()
 
 
 @pytest.fixture(scope="module")

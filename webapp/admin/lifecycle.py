@@ -50,11 +50,20 @@ CODE_FIELDS = {"normal_end_code": "terminated", "abandon_code": "terminated", "c
 MODE_FIELDS = {f"{kind.value}_mode" for kind in LifecycleKind}
 
 
-def _queue(task: str, args: list, what: str) -> str:
+def queue_task(task: str, args: list, what: str) -> str:
+    """Publish a task the admin asked for, or 503 saying what happens to the work meanwhile."""
     try:
         return send_task(task, args)
     except BrokerUnavailable:
         raise ApiError(503, "broker_unavailable", f"The task queue is unreachable; {what}") from None
+
+
+def queue_action(action_id: int, what: str) -> str:
+    """Send an approved action to its task now; evaluations leave a queued action to that task."""
+    task_id = queue_task(CARRY_OUT_ACTION, [action_id], what)
+    with db_session() as session:
+        actions.mark_queued(session, [action_id])
+    return task_id
 
 
 @bp.get("/lifecycle/actions")
@@ -101,7 +110,7 @@ def approve_action(action_id: int):
         if not actions.approve(session, action.id, current_principal().actor):
             raise ApiError(409, "not_approvable", f"The action is {action.status.value}; only a proposed action "
                                                   "can be approved.", action_status=action.status.value)
-    task_id = _queue(CARRY_OUT_ACTION, [action_id], "the action is approved and will be sent by the next "
+    task_id = queue_action(action_id, "the action is approved and will be sent by the next "
                                                     "lifecycle evaluation.")
     return jsonify({"action_id": action_id, "status": "approved", "task_id": task_id}), 202
 
@@ -132,7 +141,7 @@ def retry_action(action_id: int):
         if not actions.retry(session, action.id, current_principal().actor):
             raise ApiError(409, "not_retryable", f"The action is {action.status.value}; only a refused or failed "
                                                  "action can be sent again.", action_status=action.status.value)
-    task_id = _queue(CARRY_OUT_ACTION, [action_id], "the action is approved again and will be sent by the next "
+    task_id = queue_action(action_id, "the action is approved again and will be sent by the next "
                                                     "lifecycle evaluation.")
     return jsonify({"action_id": action_id, "status": "approved", "task_id": task_id}), 202
 
@@ -143,7 +152,7 @@ def evaluate_bilan(enrollment_id: int):
     reject_unknown(json_object(allow_empty=True), set())
     with db_session() as session:
         visible_row(session, Enrollment, enrollment_id, "bilan")
-    task_id = _queue(EVALUATE_LIFECYCLE, [enrollment_id], "the beat evaluates it within its interval.")
+    task_id = queue_task(EVALUATE_LIFECYCLE, [enrollment_id], "the beat evaluates it within its interval.")
     return jsonify({"enrollment_id": enrollment_id, "task_id": task_id}), 202
 
 

@@ -28,12 +28,12 @@ from lifecycle import actions
 from lifecycle.evaluate import settings_of
 from webapp.admin import bp
 from webapp.admin.common import db_session, get_by_id
+from webapp.admin.lifecycle import queue_action
 from webapp.admin.pagination import paginate
 from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant, visible_row
 from webapp.admin.serializers import beneficiary_json, bilan_json, program_json
 from webapp.admin.validation import field, json_object, query_choice, query_text, reject_unknown
 from webapp.auth import admin_required
-from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from wedof.mapping import DECLARATIONS, PROGRESS_ALLOWED_STATES
 from worker.task_names import CARRY_OUT_ACTION
@@ -98,13 +98,6 @@ def list_bilans():
         return jsonify(paginate(session, stmt, bilan_json))
 
 
-def _queue(task: str, args: list, what: str) -> str:
-    try:
-        return send_task(task, args)
-    except BrokerUnavailable:
-        raise ApiError(503, "broker_unavailable", f"The task queue is unreachable; {what}") from None
-
-
 def _by_hand(session, enrollment: Enrollment, kind: LifecycleKind, body: dict, evidence: dict | None = None) -> int:
     """Record an admin's decision as an approved lifecycle action (the row before the call); its id."""
     try:
@@ -155,7 +148,7 @@ def push_progression(beneficiary_id: int):
         action_id = _by_hand(session, enrollment, LifecycleKind.PROGRESS, {"completionRate": progress},
                              {"previous_rate": enrollment.progress})
         target_id = enrollment.id
-    task_id = _queue(CARRY_OUT_ACTION, [action_id], "the rate is recorded as an approved action and will be sent "
+    task_id = queue_action(action_id, "the rate is recorded as an approved action and will be sent "
                                                     "by the next lifecycle evaluation.")
     return jsonify({"enrollment_id": target_id, "progress": progress, "action_id": action_id, "task_id": task_id}), 202
 
@@ -188,7 +181,7 @@ def transition_bilan(enrollment_id: int):
         else:
             kind, declaration = LifecycleKind.END, _service_done_body(session, enrollment, body, declared_on)
         action_id = _by_hand(session, enrollment, kind, declaration)
-    task_id = _queue(CARRY_OUT_ACTION, [action_id], "the declaration is recorded as an approved action and will "
+    task_id = queue_action(action_id, "the declaration is recorded as an approved action and will "
                                                     "be sent by the next lifecycle evaluation.")
     return jsonify({"enrollment_id": enrollment_id, "to": target, "action_id": action_id, "body": declaration,
                     "task": CARRY_OUT_ACTION, "task_id": task_id}), 202

@@ -50,8 +50,12 @@ REACHED = {
 
 
 def _send_actions(action_ids: list[int]) -> None:
-    for action_id in action_ids:  # best effort: an approved action not sent is handed back by the next evaluation
-        send_soon(CARRY_OUT_ACTION, [action_id])
+    """Queue each action's task, once: evaluations leave a queued action alone until it is presumed lost."""
+    # Best effort: an action not queued (the broker is away) is handed back by the next evaluation.
+    queued = [action_id for action_id in action_ids if send_soon(CARRY_OUT_ACTION, [action_id])]
+    if queued:
+        with session_scope() as session:
+            actions.mark_queued(session, queued)
 
 
 def _evaluate(settings_id: int, **page) -> tuple[list[int], int | None, int]:
