@@ -187,3 +187,20 @@ def settings_of(session: Session, tenant_id: int) -> LifecycleSettings | None:
 
 def enabled(settings: LifecycleSettings | None) -> bool:
     return settings is not None and any(mode != LifecycleMode.OFF for mode in policy_of(settings).modes.values())
+
+
+def worth_evaluating(session: Session, tenant_id: int, enrollment_id: int) -> bool:
+    """Whether a folder's change may change a decision: the rules are on, and the bilan has evidence
+    (a session, the synthesis, a withdrawal) or a live action. Without either the rules say nothing,
+    so most applied folders ask for no evaluation; the beat's pass covers every enrollment anyway."""
+    if not enabled(settings_of(session, tenant_id)):
+        return False
+    has_evidence = or_(
+        select(Appointment.id).where(Appointment.enrollment_id == enrollment_id).exists(),
+        select(LifecycleAction.id).where(LifecycleAction.enrollment_id == enrollment_id,
+                                         LifecycleAction.status.in_(sorted(actions.LIVE))).exists(),
+        select(Enrollment.id).where(Enrollment.id == enrollment_id,
+                                    or_(Enrollment.synthesis_delivered_on.is_not(None),
+                                        Enrollment.withdrawn_on.is_not(None))).exists(),
+    )
+    return bool(session.scalar(select(has_evidence)))

@@ -34,7 +34,7 @@ from bdc.models import (
 )
 from bdc.types import utcnow
 from lifecycle import actions
-from lifecycle.evaluate import evaluate_page
+from lifecycle.evaluate import evaluate_page, worth_evaluating
 from lifecycle.rules import Decision
 
 P, A, S, D = ActionStatus.PROPOSED, ActionStatus.APPROVED, ActionStatus.SENT, ActionStatus.DONE
@@ -303,3 +303,24 @@ def test_a_page_costs_the_same_reads_whatever_its_size(world, db_url):
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert three == one, (one, three)
+
+
+def test_an_applied_folder_asks_for_an_evaluation_only_when_the_rules_could_say_something(world):
+    tenant_id, (plain, attended, handed_over) = world
+
+    def worth(enrollment_id):
+        with bdc_db.session_scope() as session:
+            return worth_evaluating(session, tenant_id, enrollment_id)
+
+    assert not worth(attended)  # no settings: the rules are off
+    settings_id = _settings(world, entry_mode=LifecycleMode.OFF)
+    assert not worth(attended)  # every rule off
+    with bdc_db.session_scope() as session:
+        session.get(LifecycleSettings, settings_id).entry_mode = LifecycleMode.APPROVE
+    assert not worth(plain) and not worth(attended)  # no evidence: nothing to say
+    _attend(world, 1, date.today() - timedelta(days=1))
+    with bdc_db.session_scope() as session:
+        session.get(Enrollment, handed_over).synthesis_delivered_on = date.today()
+    assert (worth(plain), worth(attended), worth(handed_over)) == (False, True, True)
+    _action(world, P)  # a live action on the first one (its evidence gone): it may have to be withdrawn
+    assert worth(plain)

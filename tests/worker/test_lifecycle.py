@@ -6,6 +6,7 @@ the call (nothing sent), and a refusal because another hand declared it first (d
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -23,6 +24,7 @@ from bdc.models import (
     LifecycleMode,
     LifecycleSettings,
     Notice,
+    WedofConnection,
 )
 from lifecycle import actions
 from tests.conftest import fresh_postgres_url, fresh_sqlite_url, process_environment
@@ -30,10 +32,10 @@ from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker
 from tests.worker.conftest import build_stack_env
-from tests.worker.helpers import make_connection, send
+from tests.worker.helpers import insert_event, make_connection, send
 from wedof.client import WedofClient
 from wedof.mapping import apply_folder
-from worker.task_names import CARRY_OUT_ACTION, EVALUATE_LIFECYCLE
+from worker.task_names import CARRY_OUT_ACTION, EVALUATE_LIFECYCLE, PROCESS_EVENT
 from worker.tasks.lifecycle import Plan, evaluate_lifecycle, read_then_call
 
 TODAY = date.today()
@@ -266,3 +268,18 @@ def test_a_refusal_once_someone_else_declared_it_is_done_not_refused(sandbox):
     by_status = sandbox.control("GET", "/requests")["by_status"]
     assert by_status.get("400") == 1  # our POST was made, and refused
     assert sandbox.control("GET", "/transitions")[external_id] == {"inTraining": 1}
+
+
+def test_a_webhook_that_makes_the_evidence_count_proposes_the_entry(stack_env, broker, events_worker, sandbox):
+    enrollment_id, external_id = bilan(sandbox, "validated", LifecycleKind.ENTRY, LifecycleMode.APPROVE)
+    _entry(enrollment_id)  # attended yesterday, but the folder is not accepted yet: nothing is due
+    assert evaluate_lifecycle(enrollment_id)["to_send"] == [] and action_of(enrollment_id, LifecycleKind.ENTRY) is None
+    with session_scope() as session:
+        tenant_id = session.get(Enrollment, enrollment_id).tenant_id
+        connection_id = session.scalars(select(WedofConnection.id).where(WedofConnection.tenant_id == tenant_id)).one()
+    accepted = sandbox.control("PUT", f"/folders/{external_id}?event=registrationFolder.accepted",
+                               json={"state": "accepted"})
+    event_id, task_id = insert_event(connection_id, json.dumps(accepted), "registrationFolder.accepted")
+    send(broker, PROCESS_EVENT, [event_id], task_id=task_id)
+    proposed = wait_for(enrollment_id, LifecycleKind.ENTRY, {ActionStatus.PROPOSED})  # asked by the event itself
+    assert proposed.body == {"date": YESTERDAY.isoformat()}

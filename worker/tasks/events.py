@@ -15,8 +15,7 @@ import uuid
 from bdc import inbox
 from bdc.db import session_scope
 from bdc.models import EventStatus, WedofConnection
-from lifecycle.evaluate import enabled as lifecycle_enabled
-from lifecycle.evaluate import settings_of
+from lifecycle.evaluate import worth_evaluating
 from wedof.events import EVENT_HEADER, FETCH, DeliveryRejected, event_type_of, parse_delivery
 from wedof.mapping import FolderRejected
 from worker.celery_app import app, send_soon
@@ -100,10 +99,11 @@ def handle_event(event: inbox.ClaimedEvent, task_id: str) -> dict:
             if not inbox.finish(session, event.id, task_id, EventStatus.PROCESSED,
                                 f"{kind.disposition}: {result.outcome}"):
                 raise Superseded(f"event {event.id} is no longer held by task {task_id}")  # rolls back
-            return result, lifecycle_enabled(settings_of(session, event.tenant_id))
+            moved = result.enrollment_id is not None and result.outcome in ("created", "updated")
+            return result, moved and worth_evaluating(session, event.tenant_id, result.enrollment_id)
 
     result, evaluate = retry_on_conflict(handle_and_mark, f"event {event.id}")
-    if evaluate and result.enrollment_id is not None and result.outcome in ("created", "updated"):
+    if evaluate:
         send_soon(EVALUATE_LIFECYCLE, [result.enrollment_id])  # the folder moved: a declaration may be due, or void
     return {"status": "processed", "outcome": result.outcome, "enrollment_id": result.enrollment_id}
 
