@@ -443,7 +443,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sqlite", action="store_true", help="SQLite file instead of a PostgreSQL cluster")
     p.add_argument("--short", action="store_true", help="the suite's short variant: one kill, 5 s Redis outage")
     p.add_argument("--json", action="store_true", help="also write the verdict JSON under test-output/chaos/")
+    p.add_argument("--lifecycle-share", type=float, help="share of the folders given lifecycle evidence "
+                                                          "(default 0.10; 0: the lifecycle stays off)")
     args = p.parse_args(argv)
+    if args.lifecycle_share is not None and not 0 <= args.lifecycle_share <= 1:
+        p.error("--lifecycle-share must be between 0 and 1")
     for name in ("folders", "changes"):
         value = getattr(args, name)
         if value is not None and not 1 <= value <= 100_000:
@@ -456,6 +460,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> ChaosConfig:
     overrides = {k: getattr(args, k) for k in ("folders", "changes", "duration") if getattr(args, k) is not None}
     overrides.update(seed=args.seed, sqlite=args.sqlite)
+    if args.lifecycle_share is not None:
+        overrides.update(lifecycle_share=args.lifecycle_share)
     return ChaosConfig.short(**overrides) if args.short else ChaosConfig(**overrides)
 
 
