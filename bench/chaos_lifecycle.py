@@ -55,6 +55,8 @@ class Evidence:
 def record(tenant_id: int, share: float, duration: float, stop: threading.Event, evidence: Evidence,
            seed: int = 7) -> None:
     """Spread over ``duration`` seconds, record evidence for about ``share`` of the tenant's folders."""
+    if share <= 0:
+        return  # the lifecycle stays off: the run's baseline
     rng = random.Random(f"lifecycle:{seed}")
     with session_scope() as session:
         total = len(session.scalars(select(Enrollment.id).where(Enrollment.tenant_id == tenant_id)).all())
