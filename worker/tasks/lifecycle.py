@@ -191,7 +191,10 @@ def _answer(folder: dict) -> dict:
                                                      "canceledByOrganismDate") if k in history}}
 
 
-@app.task(base=PolicyTask, bind=True, name=CARRY_OUT_ACTION)
+# Each Wedof call is one attempt (see _client), so transient failures spend retries fast: 16 attempts
+# span about 45 min of Wedof or database trouble in production (backoff from 2 s, at most 5 min apart)
+# before the action is failed and staff are told.
+@app.task(base=PolicyTask, bind=True, name=CARRY_OUT_ACTION, max_retries=15)
 def carry_out_action(self, action_id):
     action_id = as_id(action_id, "action_id")
     task_id = self.request.id or f"direct-{uuid.uuid4()}"
