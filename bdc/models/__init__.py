@@ -6,10 +6,12 @@ from bdc.models.enums import (
     AppointmentPhase,
     AppointmentStatus,
     BeneficiaryStatus,
+    BillingMode,
     DocumentType,
     EnrollmentStatus,
     EvaluationStatus,
     EventStatus,
+    InvoiceStatus,
     LifecycleKind,
     LifecycleMode,
     NoticeKind,
@@ -19,6 +21,7 @@ from bdc.models.enums import (
     SyncTrigger,
     UserRole,
 )
+from bdc.models.billing import BillingSettings, Invoice, InvoiceSequence
 from bdc.models.host import Beneficiary, Document, Enrollment, Evaluation, Program, Tenant, User
 from bdc.models.integration import AuditLog, SyncRun, WebhookEvent, WedofConnection
 from bdc.models.lifecycle import (
@@ -35,5 +38,6 @@ __all__ = [
     "UserRole", "BeneficiaryStatus", "ProgramStatus", "EnrollmentStatus", "EvaluationStatus", "DocumentType",
     "EventStatus", "SyncKind", "SyncTrigger", "SyncStatus",
     "Appointment", "LifecycleSettings", "LifecycleAction", "Notice", "LIVE_ACTION_STATUSES",
+    "BillingSettings", "Invoice", "InvoiceSequence", "BillingMode", "InvoiceStatus",
     "AppointmentPhase", "AppointmentStatus", "LifecycleKind", "LifecycleMode", "ActionStatus", "NoticeKind",
 ]

@@ -43,6 +43,7 @@ class EvaluationStatus(enum.StrEnum):
 class DocumentType(enum.StrEnum):
     BILAN_REPORT = "bilan_report"
     ATTESTATION = "attestation"
+    INVOICE = "invoice"
     OTHER = "other"
 
 
@@ -123,6 +124,23 @@ class NoticeKind(enum.StrEnum):
     ACTION_REFUSED = "action_refused"
     ACTION_FAILED = "action_failed"
     LATE_ENTRY = "late_entry"
+    BILLING_FAILED = "billing_failed"
+
+
+class BillingMode(enum.StrEnum):
+    OFF = "off"  # nothing is billed from here
+    DRY_RUN = "dry_run"  # what would be billed is shown; no number is reserved
+    APPROVE = "approve"  # a tenant admin releases each invoice (or a batch)
+    AUTO = "auto"  # a folder turning toBill is invoiced and sent to Wedof
+
+
+class InvoiceStatus(enum.StrEnum):
+    RESERVED = "reserved"  # the number is committed with the row; nothing sent yet
+    SENT = "sent"  # POST /billing is being made (or its answer was lost): read the folder first
+    BILLED = "billed"  # Wedof holds our number
+    PAID = "paid"
+    FAILED = "failed"  # refused by Wedof, or out of retries: waits for an admin; the number stays
+    CANCELLED = "cancelled"  # never reached Wedof; the number stays used, never reused
 
 
 def db_enum(enum_cls: type[enum.Enum], name: str) -> SAEnum:

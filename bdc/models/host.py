@@ -154,6 +154,10 @@ class Enrollment(TimestampMixin, Base):
     synthesis_delivered_on: Mapped[date | None]
     withdrawn_on: Mapped[date | None]
     withdrawal_reason: Mapped[str | None] = mapped_column(String(500))
+    # What billing needs from the folder: its price (trainingActionInfo totals and VAT split, then
+    # the amount* fields Wedof fills at billing), kept as Wedof's numbers, and the bill number it holds.
+    wedof_amounts: Mapped[dict | None]
+    wedof_bill_number: Mapped[str | None] = mapped_column(String(100))
 
     beneficiary: Mapped[Beneficiary] = relationship(back_populates="enrollments")
     program: Mapped[Program] = relationship(back_populates="enrollments")
