@@ -26,6 +26,7 @@ TASK_MODULES = (
     "worker.tasks.events",
     "worker.tasks.sync",
     "worker.tasks.lifecycle",
+    "worker.tasks.billing",
     "worker.tasks.maintenance",
 )
 

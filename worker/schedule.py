@@ -1,4 +1,5 @@
-"""The beat schedule: sweep the inbox every minute, evaluate the lifecycle rules every 15 minutes, sync every
+"""The beat schedule: sweep the inbox every minute, evaluate the lifecycle rules every 15 minutes,
+bill due folders and read payments every 10 minutes, sync every
 connection hourly, purge raw bodies daily.
 
 Every entry carries ``expires`` shorter than its interval: when beat or the broker was down, the
@@ -8,7 +9,7 @@ must run (docker-compose starts one).
 
 from __future__ import annotations
 
-from worker.task_names import EVALUATE_LIFECYCLES, PURGE_RAW_BODIES, SCHEDULE_SYNCS, SWEEP_INBOX
+from worker.task_names import BILL_FOLDERS, EVALUATE_LIFECYCLES, PURGE_RAW_BODIES, SCHEDULE_SYNCS, SWEEP_INBOX
 
 DAY = 24 * 3600
 
@@ -25,6 +26,11 @@ def build_beat_schedule(settings) -> dict:
             "task": EVALUATE_LIFECYCLES,
             "schedule": settings.lifecycle_interval,
             "options": {"expires": max(0.5, settings.lifecycle_interval * 0.9)},
+        },
+        "bill-folders": {
+            "task": BILL_FOLDERS,
+            "schedule": settings.billing_interval,
+            "options": {"expires": max(0.5, settings.billing_interval * 0.9)},
         },
         "purge-raw-bodies": {
             "task": PURGE_RAW_BODIES,

@@ -8,6 +8,9 @@ SYNC_CONNECTION = "wedof.sync_connection"
 CARRY_OUT_ACTION = "wedof.carry_out_action"
 EVALUATE_LIFECYCLE = "wedof.evaluate_lifecycle"
 EVALUATE_LIFECYCLES = "wedof.evaluate_lifecycles"
+BILL_FOLDER = "wedof.bill_folder"
+BILL_FOLDERS = "wedof.bill_folders"
+SEND_INVOICE = "wedof.send_invoice"
 REGISTER_WEBHOOK = "wedof.register_webhook"
 SWEEP_INBOX = "wedof.sweep_inbox"
 PURGE_RAW_BODIES = "wedof.purge_raw_bodies"
@@ -21,6 +24,9 @@ QUEUE_OF = {
     CARRY_OUT_ACTION: EVENTS_QUEUE,
     EVALUATE_LIFECYCLE: EVENTS_QUEUE,
     EVALUATE_LIFECYCLES: SYNC_QUEUE,  # bulk: a tenant's enrollments in pages
+    BILL_FOLDER: EVENTS_QUEUE,
+    SEND_INVOICE: EVENTS_QUEUE,
+    BILL_FOLDERS: SYNC_QUEUE,  # bulk: due folders in pages, and a payments read per billed folder
     REGISTER_WEBHOOK: EVENTS_QUEUE,
     SWEEP_INBOX: EVENTS_QUEUE,
     PURGE_RAW_BODIES: EVENTS_QUEUE,

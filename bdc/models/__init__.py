@@ -1,6 +1,7 @@
 """All models, importable from one place: ``from bdc.models import Tenant, WebhookEvent``."""
 
 from bdc.models.base import Base
+from bdc.models.billing import BillingSettings, Invoice, InvoiceSequence
 from bdc.models.enums import (
     ActionStatus,
     AppointmentPhase,
@@ -21,7 +22,6 @@ from bdc.models.enums import (
     SyncTrigger,
     UserRole,
 )
-from bdc.models.billing import BillingSettings, Invoice, InvoiceSequence
 from bdc.models.host import Beneficiary, Document, Enrollment, Evaluation, Program, Tenant, User
 from bdc.models.integration import AuditLog, SyncRun, WebhookEvent, WedofConnection
 from bdc.models.lifecycle import (

@@ -8,4 +8,4 @@ from flask import Blueprint
 
 bp = Blueprint("wedof_admin", __name__, url_prefix="/api/integrations/wedof")
 
-from webapp.admin import audit_log, connection, events, evidence, lifecycle, records, status  # noqa: E402,F401
+from webapp.admin import audit_log, billing, connection, events, evidence, lifecycle, records, status  # noqa: E402,F401

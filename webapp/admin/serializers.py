@@ -9,7 +9,9 @@ from bdc.models import (
     Appointment,
     AuditLog,
     Beneficiary,
+    BillingSettings,
     Enrollment,
+    Invoice,
     LifecycleAction,
     LifecycleKind,
     LifecycleSettings,
@@ -285,3 +287,43 @@ def notice_json(notice: Notice) -> dict[str, Any]:
         "created_at": iso(notice.created_at),
         "acknowledged_at": iso(notice.acknowledged_at),
     }
+
+
+def _money(value) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def invoice_json(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "id": invoice.id,
+        "tenant_id": invoice.tenant_id,
+        "enrollment_id": invoice.enrollment_id,
+        "folder_number": invoice.folder_number,
+        "number": invoice.number,
+        "issue_date": invoice.issue_date.isoformat(),
+        "status": enum_value(invoice.status),
+        "mode": enum_value(invoice.mode),
+        "amount_excl": _money(invoice.amount_excl),
+        "vat_rate": _money(invoice.vat_rate),
+        "vat_amount": _money(invoice.vat_amount),
+        "amount_incl": _money(invoice.amount_incl),
+        "currency": invoice.currency,
+        "beneficiary_name": (invoice.document or {}).get("beneficiary_name"),
+        "training_title": (invoice.document or {}).get("training_title"),
+        "reason": invoice.reason,
+        "violations": invoice.violations or [],
+        "wedof_answer": invoice.wedof_answer,
+        "released_by": invoice.released_by,
+        "sent_at": iso(invoice.sent_at),
+        "billed_at": iso(invoice.billed_at),
+        "paid_on": invoice.paid_on.isoformat() if invoice.paid_on else None,
+        "paid_amount": _money(invoice.paid_amount),
+        "created_at": iso(invoice.created_at),
+        "pdf_url": f"/api/integrations/wedof/invoices/{invoice.id}/pdf",
+        "flower_url": flower_task_url(invoice.task_id),
+    }
+
+
+def billing_settings_json(settings: BillingSettings, configured: bool) -> dict[str, Any]:
+    return {"mode": enum_value(settings.mode), "number_format": settings.number_format,
+            "vat_mention": settings.vat_mention, "seller_address": settings.seller_address, "configured": configured}

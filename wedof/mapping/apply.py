@@ -114,6 +114,8 @@ ENROLLMENT_FIELDS = (
     "session_start_date",
     "session_end_date",
     "indicative_duration_hours",
+    "wedof_amounts",
+    "wedof_bill_number",
 )
 EVALUATION_FIELDS = ("beneficiary_id", "enrollment_id", "title", "score", "status")
 
@@ -729,6 +731,8 @@ class _Page:
             session_start_date=data.program.start_date,
             session_end_date=data.program.end_date,
             indicative_duration_hours=data.program.duration_hours,
+            wedof_amounts=data.amounts or enrollment["wedof_amounts"],
+            wedof_bill_number=data.bill_number,
         )
         return made, edited
 

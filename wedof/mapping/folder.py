@@ -78,6 +78,8 @@ class FolderData:
     in_training_at: datetime | None
     permalink: str | None
     report_state_date: datetime | None
+    amounts: dict[str, float] | None  # the price and billed amounts, as Wedof's numbers (see AMOUNT_KEYS)
+    bill_number: str | None
     attendee: AttendeeData | None
     program: ProgramData | None
 
@@ -170,9 +172,26 @@ def _read(folder: Mapping, external_id: str, kind: str) -> FolderData:
         in_training_at=values.datetime_utc(history.get("inTrainingDate")),
         permalink=values.short_text(folder.get("permalink"), 2000),
         report_state_date=values.datetime_utc(history.get(report_key)) if report_key else None,
+        amounts=_amounts(folder),
+        bill_number=values.short_text(folder.get("billNumber"), 100),
         attendee=attendee,
         program=program,
     )
+
+
+# The price of the training action, then what Wedof fills when the folder is billed (wedof-api.md §3).
+PRICE_KEYS = ("totalExcl", "totalIncl", "vat", "vatExclTax5", "vatInclTax5", "vatExclTax20", "vatInclTax20")
+BILLED_KEYS = ("amountHtNet", "amountToInvoice", "amountCGU", "amountTtc", "amountHt",
+               "vatHtAmount5", "vatAmount5", "vatHtAmount20", "vatAmount20")
+
+
+def _amounts(folder: Mapping) -> dict[str, float] | None:
+    """The numbers billing needs, each kept only when it is a finite number (a hostile value is left out)."""
+    info = _mapping(folder.get("trainingActionInfo"))
+    found = {key: values.number(info.get(key)) for key in PRICE_KEYS}
+    found.update((key, values.number(folder.get(key))) for key in BILLED_KEYS)
+    kept = {key: value for key, value in found.items() if value is not None}
+    return kept or None
 
 
 def _folder_id(value: Any) -> str:

@@ -15,6 +15,7 @@ import uuid
 from bdc import inbox
 from bdc.db import session_scope
 from bdc.models import EventStatus, WedofConnection
+from billing.evaluate import worth_billing
 from lifecycle.evaluate import worth_evaluating
 from wedof.events import EVENT_HEADER, FETCH, DeliveryRejected, event_type_of, parse_delivery
 from wedof.mapping import FolderRejected
@@ -30,7 +31,7 @@ from worker.policy import (
     as_id,
     retry_on_conflict,
 )
-from worker.task_names import EVALUATE_LIFECYCLE, PROCESS_EVENT
+from worker.task_names import BILL_FOLDER, EVALUATE_LIFECYCLE, PROCESS_EVENT
 
 
 class EventReport(Report):
@@ -100,11 +101,14 @@ def handle_event(event: inbox.ClaimedEvent, task_id: str) -> dict:
                                 f"{kind.disposition}: {result.outcome}"):
                 raise Superseded(f"event {event.id} is no longer held by task {task_id}")  # rolls back
             moved = result.enrollment_id is not None and result.outcome in ("created", "updated")
-            return result, moved and worth_evaluating(session, event.tenant_id, result.enrollment_id)
+            return (result, moved and worth_evaluating(session, event.tenant_id, result.enrollment_id),
+                    moved and worth_billing(session, event.tenant_id, result.enrollment_id))
 
-    result, evaluate = retry_on_conflict(handle_and_mark, f"event {event.id}")
+    result, evaluate, bill = retry_on_conflict(handle_and_mark, f"event {event.id}")
     if evaluate:
         send_soon(EVALUATE_LIFECYCLE, [result.enrollment_id])  # the folder moved: a declaration may be due, or void
+    if bill:
+        send_soon(BILL_FOLDER, [result.enrollment_id])  # toBill: an invoice is due; billed, paid: one moves on
     return {"status": "processed", "outcome": result.outcome, "enrollment_id": result.enrollment_id}
 
 

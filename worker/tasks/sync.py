@@ -42,9 +42,11 @@ from sqlalchemy import select
 
 from bdc.audit import record_audit
 from bdc.db import session_scope
-from bdc.models import SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
+from bdc.models import BillingMode, SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
 from bdc.settings import get_settings
 from bdc.types import utcnow
+from billing.evaluate import mode_of as billing_mode
+from billing.evaluate import settings_of as billing_settings_of
 from lifecycle.evaluate import enabled as lifecycle_enabled
 from lifecycle.evaluate import settings_of
 from wedof.mapping import FolderReading, FolderRejected, apply_folders, read_folders
@@ -61,7 +63,7 @@ from worker.policy import (
     log,
     retry_on_conflict,
 )
-from worker.task_names import EVALUATE_LIFECYCLES, SYNC_CONNECTION
+from worker.task_names import BILL_FOLDERS, EVALUATE_LIFECYCLES, SYNC_CONNECTION
 
 PREFETCH_PAGES = 3  # pages downloaded ahead while one is applied: a few MiB, whatever the total
 PROGRESS_EVERY = 1.0  # seconds between progress records of pages that changed nothing
@@ -386,11 +388,17 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
 
 
 def _request_tenant_evaluation(tenant_id: int) -> None:
-    """Folders moved: the lifecycle rules of the tenant run again (best effort: the beat runs them too)."""
+    """Folders moved: the tenant's lifecycle rules run again, and its billing (due folders, payments read).
+
+    Best effort: the beat runs both too.
+    """
     with session_scope() as session:
-        if not lifecycle_enabled(settings_of(session, tenant_id)):
-            return
-    send_soon(EVALUATE_LIFECYCLES, kwargs={"tenant_id": tenant_id})
+        lifecycle_on = lifecycle_enabled(settings_of(session, tenant_id))
+        billing_on = billing_mode(billing_settings_of(session, tenant_id)) != BillingMode.OFF
+    if lifecycle_on:
+        send_soon(EVALUATE_LIFECYCLES, kwargs={"tenant_id": tenant_id})
+    if billing_on:
+        send_soon(BILL_FOLDERS, kwargs={"tenant_id": tenant_id})
 
 
 def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, window: dict,

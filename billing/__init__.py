@@ -1,0 +1,1 @@
+"""Billing: one invoice number per folder, sent to Wedof once."""
