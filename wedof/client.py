@@ -49,6 +49,7 @@ DEFAULT_BASE_URL = "https://www.wedof.fr/api"
 WEDOF_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 REASON_TYPES = ("terminated", "refused", "canceled")
+PAYMENT_TYPES = ("deposit", "bill")
 
 # Other ids in our URL paths (certification folders look like "1234-1234567890", webhook ids are
 # integers): an allowlist keeps hostile ids ("../users/me", "a/b", "x?y") out. Folder numbers: wedof.ids.
@@ -546,6 +547,19 @@ class WedofClient:
 
     def list_folder_files(self, external_id: str) -> list[dict[str, Any]]:
         return self._get(f"/registrationFolders/{folder_path_id(external_id)}/files", list)
+
+    def list_payments(
+        self, registration_folder_id: str, *, type: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The financer's payments of one folder, newest first, every page read (``GET /payments``)."""
+        number = folder_path_id(registration_folder_id)
+        if type is not None and type not in PAYMENT_TYPES:
+            raise ValueError(f"type must be one of {PAYMENT_TYPES}")
+        if state is not None and (not isinstance(state, str) or not _PATH_ID_RE.match(state)):
+            raise ValueError("state must be a payment state such as 'issued'")
+        params = {"registrationFolderId": number, "type": type, "state": state, "sort": "lastUpdate", "order": "desc"}
+        return [payment for _page, items, _total in self.iter_list_pages("/payments", params, limit=limit)
+                for payment in items]
 
     # -- certification folders -------------------------------------------------------------------
 

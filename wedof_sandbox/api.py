@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import select
 import socket
 import time
 
@@ -33,11 +34,26 @@ def _drop_connection() -> Response:
     return Response(b"", status=444)  # never reaches the client: the socket is already shut
 
 
+def _client_gone() -> bool:
+    """True when the client closed its connection (a killed process): readable, yet nothing to read."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):  # reset by the peer, or already closed
+        return True
+
+
 @api.before_request
 def faults_then_auth():
     state = sandbox()
     state.counters.request()
     g.served = False
+    if state.hold.wait(request.method, request.path, "before") and _client_gone():
+        state.hold.abandoned()
+        return _drop_connection()  # the client died while held: this request never reaches Wedof
     cfg = state.fault_config
     if cfg.latency_ms:
         state.counters.fault("latency")
@@ -65,6 +81,7 @@ def count(response: Response) -> Response:
     state = sandbox()
     rule = request.url_rule.rule if request.url_rule else "<unmatched>"
     state.counters.response(f"{request.method} {rule}", response.status_code, g.get("served", False))
+    state.hold.wait(request.method, request.path, "after")  # processed; the answer waits
     if request.method in ("POST", "PUT") and g.get("served") and response.status_code < 300 \
             and state.faults.answer_lost():
         state.counters.fault("lost_answer")
@@ -116,9 +133,15 @@ def transition(external_id: str, verb: str):
         raise not_found(f"No route POST /api/registrationFolders/{{externalId}}/{verb[:40]}")
     state = sandbox()
     body = json_body()
-    change = state.apply(external_id, transitions.transition(verb, body))
+    change = state.apply(external_id, transitions.transition(verb, body, state.bill_owner))
     state.counters.transition(external_id, verb)
     return raw_json(change.body)
+
+
+@api.get("/payments")
+def list_payments():
+    total, items, page, limit = sandbox().payments.query(request.args)
+    return json_response(items, 200, _page_headers(total, page, limit))
 
 
 @api.get("/registrationFolders/<external_id>/files")

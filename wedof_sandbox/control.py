@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, request
 from . import transitions
 from .errors import ApiError, invalid
 from .httpjson import array_response, json_body, json_response, raw_json
-from .simulate import simulate
+from .simulate import Options, simulate
 from .state import SandboxState
 
 control = Blueprint("control", __name__, url_prefix="/_sandbox")
@@ -62,13 +62,16 @@ def health():
 def simulate_changes():
     body = _object_body()
     changes = _int_field(body, "changes", 10, 0, MAX_SIMULATED_CHANGES)
-    completion = body.get("completion_updates", True)
-    if not isinstance(completion, bool):
-        raise invalid("completion_updates", "A boolean.")
+    flags = {}
+    for name in ("completion_updates", "organism_billing"):
+        flags[name] = body.get(name, True)
+        if not isinstance(flags[name], bool):
+            raise invalid(name, "A boolean (true or false).")
     state = sandbox()
     state.simulations += 1
     seed = f"simulate:{state.seed}:{state.simulations}"
-    return json_response(simulate(state.store, state.apply, changes, completion, seed))
+    options = Options(**flags, payments=state.payments)
+    return json_response(simulate(state.store, state.apply, changes, seed, options))
 
 
 @control.get("/truth")
@@ -128,6 +131,16 @@ def faults():
                           "drop_rate": cfg.drop_rate, "lost_answer_rate": cfg.lost_answer_rate})
 
 
+@control.route("/hold", methods=["GET", "PUT", "DELETE"])
+def hold():
+    state = sandbox()
+    if request.method == "PUT":
+        state.hold.configure(json_body(required=True))
+    elif request.method == "DELETE":
+        state.hold.clear()
+    return json_response(state.hold.snapshot())
+
+
 @control.get("/requests")
 def requests_served():
     return json_response(sandbox().counters.snapshot())
@@ -151,6 +164,22 @@ def force_folder(external_id: str):
     event = request.args.get("event") or None
     state.apply(external_id, transitions.force_patch(json_body(required=True), event))
     return raw_json(state.store.body(external_id))
+
+
+@control.post("/folders/<external_id>/moves/<target>")
+def external_move(external_id: str, target: str):
+    """One move of the attendee or financer (what the simulation does at random), on this folder now."""
+    state = sandbox()
+    state.apply(external_id, transitions.external_move(target, state.payments))
+    return raw_json(state.store.body(external_id))
+
+
+@control.post("/folders/<external_id>/pay")
+def pay(external_id: str):
+    """The financer pays a billed folder now; answers the payment recorded (as /api/payments lists it)."""
+    state = sandbox()
+    change = state.apply(external_id, transitions.external_move("paid", state.payments))
+    return json_response(state.payments.of(external_id, change.last_update))
 
 
 @control.get("/webhooks")

@@ -248,7 +248,9 @@ class _Generator:
 
         billing_state, bill = "notBillable", None
         if state == "serviceDoneDeclared":
-            billing_state = rng.choice(["toBill", "toBill", "toBill", "notBillable"])
+            # Not billable until the financer validates the service. The draw is kept so that a seed
+            # keeps the rest of its population (tests and benchmarks pick folders from it).
+            rng.random()
         elif state == "serviceDoneValidated":
             billing_state = rng.choice(["toBill", "billed", "billed", "paid"])
         elif folder_type == "company" and state in ("accepted", "inTraining"):

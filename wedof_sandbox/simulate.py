@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 from . import transitions
 from .errors import ApiError
+from .payments import PaymentLedger
 from .states import COMPLETION_STATES, EXTERNAL_MOVES, ORGANISM_TRANSITIONS, REASONS, SERVICE_DONE_STATES
 from .store import FolderStore
 from .timeutil import iso_ms, parse_datetime, wall_ms
@@ -36,27 +38,36 @@ def _organism_body(folder: dict, verb: str, rng: random.Random, now_ms: int) -> 
     return {}
 
 
-def _moves(folder: dict, rng: random.Random, completion_updates: bool, now_ms: int) -> list[tuple[int, object]]:
+@dataclass(frozen=True)
+class Options:
+    completion_updates: bool = True
+    # True: the organism bills with another tool (SIM-<externalId>); False: the client under test bills.
+    organism_billing: bool = True
+    payments: PaymentLedger | None = None  # where the financer's payments are recorded
+
+
+def _moves(folder: dict, rng: random.Random, options: Options, now_ms: int) -> list[tuple[int, object]]:
     state = folder["state"]
     moves: list[tuple[int, object]] = []
     for verb, table in ORGANISM_TRANSITIONS.items():
         if state in table and (body := _organism_body(folder, verb, rng, now_ms)) is not None:
             moves.append((1 if verb in ("refuse", "cancel") else 6, transitions.transition(verb, body)))
-    if state in SERVICE_DONE_STATES and folder["billingState"] == "toBill":
-        moves.append((3, transitions.transition("billing", {})))
+    if options.organism_billing and state in SERVICE_DONE_STATES and folder["billingState"] == "toBill":
+        moves.append((3, transitions.transition("billing", {"billNumber": f"SIM-{folder['externalId']}"})))
     if folder["billingState"] == "billed":
-        moves.append((2, transitions.external_move("paid")))
+        moves.append((2, transitions.external_move("paid", options.payments)))
     for target in EXTERNAL_MOVES.get(state, ()):
         moves.append((3, transitions.external_move(target)))
-    if completion_updates and state in COMPLETION_STATES:
+    if options.completion_updates and state in COMPLETION_STATES:
         current = folder["completionRate"] or 0
         if current < 100:
             moves.append((8, transitions.update({"completionRate": min(100, current + rng.choice([5, 10, 20, 25]))})))
     return moves
 
 
-def simulate(store: FolderStore, apply, changes: int, completion_updates: bool, seed: str) -> dict:
+def simulate(store: FolderStore, apply, changes: int, seed: str, options: Options | None = None) -> dict:
     """Perform ``changes`` valid changes through ``apply(externalId, mutator)``; return a summary."""
+    options = options or Options()
     rng = random.Random(seed)
     events: Counter = Counter()
     applied, errors, first, last = 0, 0, None, None
@@ -68,7 +79,7 @@ def simulate(store: FolderStore, apply, changes: int, completion_updates: bool, 
         for _attempt in range(30):  # prefer folders that can still move
             external_id = rng.choice(ids)
             folder = store.records[external_id].folder  # replaced, never mutated in place: safe to read
-            moves = _moves(folder, rng, completion_updates, max(wall_ms(), store.clock.last))
+            moves = _moves(folder, rng, options, max(wall_ms(), store.clock.last))
             if moves:
                 break
         if not moves or rng.random() < 0.05:

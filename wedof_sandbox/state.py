@@ -7,6 +7,8 @@ import threading
 
 from . import population
 from .faults import FaultConfig, FaultInjector, RequestCounters
+from .hold import Hold
+from .payments import PaymentLedger
 from .store import Change, FolderStore, Mutator
 from .timeutil import iso_ms, wall_ms
 from .webhooks import Deliverer, DeliveryConfig, WebhookRegistry
@@ -30,7 +32,8 @@ class SandboxState:
         self._reset_lock = threading.Lock()
         self.folders, self.seed, self.simulations = folders, seed, 0
         self.faults = FaultInjector(self.fault_config, seed)
-        self.store = self._build_store(folders, seed)
+        self.hold = Hold()
+        self.store, self.payments = self._build_store(folders, seed)
         self._activities: dict[tuple[str, str], list[dict]] = {}
         self._activity_lock = threading.Lock()
 
@@ -49,16 +52,17 @@ class SandboxState:
         with self._activity_lock:
             return list(self._activities.get((entity, external_id), []))
 
-    def _build_store(self, folders: int, seed: int) -> FolderStore:
+    def _build_store(self, folders: int, seed: int) -> tuple[FolderStore, PaymentLedger]:
         pop = population.generate(folders, seed, self.siret, self.organism_name, self.anchor)
         store = FolderStore(pop, on_change=self._publish)
+        payments = PaymentLedger(pop.folders)  # before any change: the seeded paid folders
         # The population lives as long as the process: keep the cyclic GC from rescanning it on every
         # collection (a full pass over 50,000 folders stalls requests for a noticeable time).
         if folders >= 5000:
             gc.collect()
             gc.freeze()
         threading.Thread(target=store.warm_up, name="wedof-warm-up", daemon=True).start()
-        return store
+        return store, payments
 
     def _publish(self, change: Change) -> None:
         hooks = self.webhooks.matching(change.event)
@@ -69,16 +73,22 @@ class SandboxState:
         """Change one folder (webhooks follow); raises ApiError when the change is refused."""
         return self.store.change(external_id, mutator)
 
+    def bill_owner(self, number: str) -> str | None:
+        """The folder already billed with ``number``, if any (a scan: billing is rare next to listings)."""
+        with self.store.lock:
+            return next((e for e, r in self.store.records.items() if r.folder["billNumber"] == number), None)
+
     def reset(self, folders: int, seed: int) -> None:
-        """Re-seed the population; drop webhooks, pending deliveries, counters and statistics."""
+        """Re-seed the population; drop payments, webhooks, pending deliveries, counters, statistics and the hold."""
         with self._reset_lock:
-            store = self._build_store(folders, seed)
+            store, payments = self._build_store(folders, seed)
+            self.hold.clear()
             self.webhooks.clear()
             self.deliverer.reset(seed)
             self.counters.reset()
             self.faults = FaultInjector(self.fault_config, seed)
             self.folders, self.seed, self.simulations = folders, seed, 0
-            self.store = store
+            self.store, self.payments = store, payments
             with self._activity_lock:
                 self._activities.clear()
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .errors import ApiError, invalid
+from .payments import PaymentLedger
 from .states import (
     COMPLETION_STATES,
+    EXTERNAL_MOVES,
     ORGANISM_TRANSITIONS,
     REASON_TYPE_OF_VERB,
     REASONS,
@@ -95,14 +97,17 @@ def _enter(folder: dict, state: str, at_ms: int) -> str:
     return f"registrationFolder.{state}"
 
 
-def transition(verb: str, body) -> Callable[[dict, int], str]:
-    """The organism's POST /registrationFolders/{id}/<verb>."""
+def transition(verb: str, body, bill_owner: Callable[[str], str | None] | None = None) -> Callable[[dict, int], str]:
+    """The organism's POST /registrationFolders/{id}/<verb>.
+
+    ``bill_owner(number)`` names the folder already carrying a bill number (billing refuses a reused one).
+    """
     body = _body_object(body)
 
     def apply(folder: dict, now: int) -> str:
         state = folder["state"]
         if verb == "billing":
-            return _billing(folder, body, now)
+            return _billing(folder, body, now, bill_owner)
         target = ORGANISM_TRANSITIONS[verb].get(state)
         if target is None:
             allowed = ", ".join(ORGANISM_TRANSITIONS[verb])
@@ -139,27 +144,43 @@ def transition(verb: str, body) -> Callable[[dict, int], str]:
             description = _text_param(body, "description")
             if description is not None:
                 folder["description"] = description
-        if verb == "serviceDone":
-            if state == "inTraining":  # passes through terminated on its own
-                _enter(folder, "terminated", at)
-            folder["billingState"] = "toBill"
+        if verb == "serviceDone" and state == "inTraining":  # passes through terminated on its own
+            _enter(folder, "terminated", at)
+        # billingState is left alone: a folder becomes toBill when the financer validates the service.
         return _enter(folder, target, at)
 
     return apply
 
 
-def _billing(folder: dict, body: dict, now: int) -> str:
+MAX_BILL_NUMBER = 100
+
+
+def _bill_number(body: dict) -> str:
+    value = body.get("billNumber")
+    if value is not None and not isinstance(value, str):
+        raise invalid("billNumber", "This value should be of type string.")
+    number = (value or "").strip()
+    if not number:
+        raise invalid("billNumber", "This value should not be blank.")
+    if len(number) > MAX_BILL_NUMBER:
+        raise invalid("billNumber", f"This value is too long. It should have {MAX_BILL_NUMBER} characters or less.")
+    return number
+
+
+def _billing(folder: dict, body: dict, now: int, bill_owner: Callable[[str], str | None] | None) -> str:
     if folder["state"] not in SERVICE_DONE_STATES:
         raise invalid("state", f"Billing needs a service-done folder, this one is '{folder['state']}'.")
     if folder["billingState"] != "toBill":
         raise invalid("billingState", f"Billing needs billingState 'toBill', this one is '{folder['billingState']}'.")
-    bill_number = _text_param(body, "billNumber")
+    bill_number = _bill_number(body)
+    owner = bill_owner(bill_number) if bill_owner is not None else None
+    if owner not in (None, folder["externalId"]):  # an invoice number identifies one invoice (assumed of Wedof: see the README)
+        raise invalid("billNumber", f"This bill number is already used by registration folder {owner}.")
     _number_param(body, "vatRate", 100)
     info = folder["trainingActionInfo"]
     incl, excl = info["totalIncl"], info["totalExcl"]
-    folder.update(billingState="billed", billNumber=bill_number or f"SBX-{folder['externalId']}",
-                  billId=now % 1_000_000, amountTtc=incl, amountHt=excl, amountHtNet=excl, amountToInvoice=incl,
-                  amountCGU=0.0)
+    folder.update(billingState="billed", billNumber=bill_number, billId=now % 1_000_000, amountTtc=incl,
+                  amountHt=excl, amountHtNet=excl, amountToInvoice=incl, amountCGU=0.0)
     if info["vat"]:
         folder.update(vatHtAmount20=excl, vatAmount20=round(incl - excl, 2))
     folder["history"]["billedDate"] = iso_ms(now)
@@ -215,14 +236,29 @@ def _update_training_info(folder: dict, patch) -> None:
             info[name] = patch[name]
 
 
-def external_move(target: str) -> Callable[[dict, int], str]:
-    """A move made on EDOF's side (attendee or financer), used by the simulation."""
+def external_move(target: str, payments: PaymentLedger | None = None) -> Callable[[dict, int], str]:
+    """A move made on EDOF's side (attendee or financer), used by the simulation.
+
+    ``paid`` records the payment in ``payments``. The financer's validation of the service
+    (``serviceDoneValidated``) is what makes a folder billable; it sends the state's event only, as the
+    store publishes one webhook per change (our receiver applies registrationFolderBilling.* the same way).
+    """
 
     def apply(folder: dict, now: int) -> str:
         if target == "paid":
+            if folder["billingState"] != "billed":  # a concurrent change got there first
+                raise invalid("billingState", f"Only a billed folder is paid, this one is '{folder['billingState']}'.")
             folder["billingState"] = "paid"
             folder["history"]["paidDate"] = iso_ms(now)
+            if payments is not None:
+                payments.record(folder, now)  # under the store lock: listed as soon as the folder says paid
             return "registrationFolderBilling.paid"
+        allowed = EXTERNAL_MOVES.get(folder["state"], ())
+        if target not in allowed:  # the folder moved since the move was chosen, or a control call asked
+            raise invalid("state", f"No external move to {target[:40]!r} from '{folder['state']}' (allowed: "
+                                   f"{', '.join(dict.fromkeys(allowed)) or 'none'}; 'paid' from billingState billed).")
+        if target == "serviceDoneValidated" and folder["billingState"] not in ("billed", "paid"):
+            folder["billingState"] = "toBill"
         return _enter(folder, target, now)
 
     return apply

@@ -66,3 +66,21 @@ def test_a_lost_answer_applies_the_change_then_drops_the_connection(sbx):
         sbx.api("PUT", f"/registrationFolders/{folder['externalId']}", json={"completionRate": 37})
     assert sbx.api("GET", f"/registrationFolders/{folder['externalId']}").json()["completionRate"] == 37  # GETs answer
     assert sbx.control("GET", "/requests")["faults"]["lost_answer"] == 1
+
+
+def test_a_lost_answer_on_billing_bills_once_and_the_retry_is_refused(sbx):
+    """The client's worst case: Wedof billed, the answer was lost; sending the bill again must not bill twice."""
+    external_id = next(f["externalId"] for f in sbx.control("GET", "/truth") if f["state"] == "serviceDoneDeclared")
+    sbx.control("PUT", f"/folders/{external_id}", json={"billingState": "notBillable"})
+    sbx.control("POST", f"/folders/{external_id}/moves/serviceDoneValidated")
+    faults(sbx, lost_answer_rate=1)
+    url = f"/registrationFolders/{external_id}/billing"
+    with pytest.raises(requests.ConnectionError):
+        sbx.api("POST", url, json={"billNumber": "FAC-LOST"})
+    folder = sbx.api("GET", f"/registrationFolders/{external_id}").json()
+    assert (folder["billingState"], folder["billNumber"]) == ("billed", "FAC-LOST")
+    assert sbx.control("GET", "/requests")["faults"]["lost_answer"] == 1
+    assert sbx.control("GET", "/transitions")[external_id] == {"billing": 1}
+    retry = sbx.api("POST", url, json={"billNumber": "FAC-LOST"})  # a refusal is not lost: only 2xx answers are
+    assert retry.status_code == 400 and retry.json()["violations"][0]["propertyPath"] == "billingState"
+    assert sbx.control("GET", "/transitions")[external_id] == {"billing": 1}

@@ -55,13 +55,15 @@ def test_every_verb_from_every_state(client, verb, state):
         assert after["lastUpdate"] > folder["lastUpdate"] and after["updatedOn"] == after["lastUpdate"]
 
 
-def test_service_done_from_in_training_passes_through_terminated(client):
-    folder = folder_in(client, "inTraining", history={"terminatedDate": None})
+@pytest.mark.parametrize("billing_state", ["notBillable", "depositPaid"])
+def test_service_done_from_in_training_passes_through_terminated(client, billing_state):
+    folder = folder_in(client, "inTraining", history={"terminatedDate": None}, billingState=billing_state)
     after = client.post(f"/api/registrationFolders/{folder['externalId']}/serviceDone", headers=KEY,
                         json=BODIES["serviceDone"]).get_json()
     assert after["state"] == "serviceDoneDeclared"
     assert after["history"]["terminatedDate"] and after["history"]["serviceDoneDeclaredDate"]
-    assert after["billingState"] == "toBill"
+    # Declaring the service does not make it billable: the financer's validation does (test_billing.py).
+    assert after["billingState"] == billing_state
 
 
 def test_validate_france_travail_folder_needs_indicative_duration(client):

@@ -209,12 +209,40 @@ def test_lifecycle_of_a_folder_through_the_client(sandbox):
         assert client.terminate(external_id, date=ended, code=code, absence_duration=0)["state"] == "terminated"
         done = client.service_done(external_id, date=ended, code=code, absence_duration=0,
                                    force_majeure_absence=False, training_duration=info["indicativeDuration"])
-        assert (done["state"], done["billingState"]) == ("serviceDoneDeclared", "toBill")
+        # Declared is not billable yet: Wedof waits for the financer to validate the service.
+        assert (done["state"], done["billingState"]) == ("serviceDoneDeclared", "notBillable")
+        with pytest.raises(WedofValidationError):
+            client.billing(external_id, "F-2025-001")
+        sandbox.control("POST", f"/folders/{external_id}/moves/serviceDoneValidated")  # the financer validates
+        assert client.get_registration_folder(external_id)["billingState"] == "toBill"
         billed = client.billing(external_id, "F-2025-001")
         assert (billed["billingState"], billed["billNumber"]) == ("billed", "F-2025-001")
         with pytest.raises(WedofValidationError):  # billing twice is refused, not applied twice
             client.billing(external_id, "F-2025-002")
+        assert sandbox.control("GET", "/transitions")[external_id]["billing"] == 1
+        assert client.list_payments(external_id) == []
+        sandbox.control("POST", f"/folders/{external_id}/moves/paid")  # the financer pays
+        [payment] = client.list_payments(external_id, type="bill", state="issued")
+        assert (payment["externalId"], payment["billNumber"], payment["amount"]) == (
+            external_id, "F-2025-001", billed["amountToInvoice"])
+        assert client.list_payments(external_id, type="deposit") == []
         assert isinstance(client.list_folder_files(external_id), list)
+
+
+def test_payments_of_seeded_paid_folders(sandbox):
+    truth = sandbox.control("GET", "/truth")
+    paid = [f for f in truth if f["billingState"] == "paid"]
+    unpaid = next(f for f in truth if f["billingState"] == "billed")
+    assert paid
+    with make_client(sandbox) as client:
+        for folder in paid:
+            [payment] = client.list_payments(folder["externalId"], limit=1)
+            assert payment["billNumber"] == folder["billNumber"]
+            assert payment["transactionDate"] == folder["history"]["paidDate"]
+        assert client.list_payments(unpaid["externalId"]) == []
+        with pytest.raises(WedofValidationError):  # the sandbox caps the page size at 100
+            client.list_payments(unpaid["externalId"], limit=101)
+    assert served(sandbox, "GET /api/payments") == len(paid) + 2
 
 
 def test_refuse_and_cancel(sandbox):

@@ -547,3 +547,57 @@ def test_total_count_larger_than_reality_stops_on_the_empty_page(client, mocked)
         )
     assert len(list(client.iter_registration_folders(limit=5))) == 7
     assert len(mocked.calls) == 3
+
+
+# -- payments -------------------------------------------------------------------------------------
+
+PAYMENTS = f"{BASE}/payments"
+
+
+def payment(payment_id, state="issued"):
+    return {"id": payment_id, "externalId": "4270885603", "registrationFolderExternalId": "4270885603",
+            "type": "bill", "state": state, "amount": 1800, "transactionDate": "2025-03-01T10:00:00.000Z"}
+
+
+def test_list_payments_reads_every_page_newest_first(client, mocked):
+    wanted = {"registrationFolderId": "4270885603", "sort": "lastUpdate", "order": "desc", "limit": "2"}
+    for page, items in ((1, [payment(3), payment(2)]), (2, [payment(1)])):
+        mocked.get(PAYMENTS, json=items, headers={"X-Total-Count": "3"},
+                   match=[matchers.query_param_matcher({**wanted, "page": str(page)})])
+    assert [p["id"] for p in client.list_payments("4270885603", limit=2)] == [3, 2, 1]
+    assert len(mocked.calls) == 2
+
+
+def test_list_payments_sends_type_and_state(client, mocked):
+    mocked.get(PAYMENTS, json=[payment(1)], match=[matchers.query_param_matcher(
+        {"registrationFolderId": "4270885603", "type": "bill", "state": "issued", "sort": "lastUpdate",
+         "order": "desc", "page": "1", "limit": "100"})])
+    assert client.list_payments("4270885603", type="bill", state="issued") == [payment(1)]
+    mocked.get(PAYMENTS, json=[])
+    assert client.list_payments("4270885603", type="deposit") == []
+
+
+@pytest.mark.parametrize("body", ['{"items": []}', '[1, 2]', '[{"id": 1}, "x"]', "null", '"text"', "not json",
+                                  '[[{"id": 1}]]'])
+def test_list_payments_with_a_broken_answer_is_a_protocol_error(client, mocked, body):
+    mocked.get(PAYMENTS, body=body)
+    with pytest.raises(WedofProtocolError):
+        client.list_payments("4270885603")
+
+
+@pytest.mark.parametrize("kwargs", [{"registration_folder_id": "../users/me"}, {"registration_folder_id": None},
+                                    {"registration_folder_id": " 4270885603"}, {"type": "cash"},
+                                    {"type": "BILL"}, {"state": ""}, {"state": 5}, {"state": "issued&x=1"},
+                                    {"limit": 0}, {"limit": True}])
+def test_list_payments_refuses_bad_arguments_before_any_request(client, mocked, kwargs):
+    kwargs = {"registration_folder_id": "4270885603", **kwargs}
+    with pytest.raises(ValueError):
+        client.list_payments(kwargs.pop("registration_folder_id"), **kwargs)
+    assert len(mocked.calls) == 0
+
+
+def test_list_payments_errors_are_typed(client, mocked):
+    mocked.get(PAYMENTS, status=400, json={"detail": "limit: bad", "violations": [{"propertyPath": "limit",
+                                                                                    "title": "bad"}]})
+    with pytest.raises(WedofValidationError):
+        client.list_payments("4270885603")
