@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bdc.models import InvoiceSequence
+from bdc.models import Invoice, InvoiceSequence
 
 MAX_NUMBER_LENGTH = 50
 _LITERAL = re.compile(r"[A-Za-z0-9\-_/.]*")
@@ -95,3 +95,33 @@ def preview(session: Session, tenant_id: int, number_format: str, issued: date, 
     row = session.scalar(select(InvoiceSequence.last_value).where(InvoiceSequence.tenant_id == tenant_id,
                                                                     InvoiceSequence.scope == scope))
     return render(number_format, (row or 0) + 1 + ahead, issued)
+
+
+def _pattern(number_format: str, issued: date) -> re.Pattern:
+    """What the (checked) format's numbers look like this year, the sequence value captured."""
+    parts = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(number_format):
+        parts.append(re.escape(literal))
+        if name == "year":
+            parts.append(str(issued.year))
+        elif name == "seq":
+            parts.append(r"(?P<seq>[0-9]+)")
+    return re.compile("".join(parts))
+
+
+def reused_number(session: Session, tenant_id: int, number_format: str, issued: date) -> str | None:
+    """A number already used that the format's series would hand out again, or None.
+
+    A new format may start a new series (``{year}`` moved into the literal, say ``F-{year}-{seq}`` to
+    ``F-2026-{seq}``): its counter starts again at 1 and its first numbers are ones already issued. The
+    unique number then refuses every reservation: releases fail and auto billing stops.
+    """
+    scope = scope_of(number_format, issued)
+    last = session.scalar(select(InvoiceSequence.last_value).where(InvoiceSequence.tenant_id == tenant_id,
+                                                                   InvoiceSequence.scope == scope)) or 0
+    pattern = _pattern(number_format, issued)
+    for used in session.scalars(select(Invoice.number).where(Invoice.tenant_id == tenant_id)):
+        match = pattern.fullmatch(used)
+        if match and int(match["seq"]) > last and render(number_format, int(match["seq"]), issued) == used:
+            return used
+    return None

@@ -13,8 +13,10 @@ from bdc.models import (
     AppointmentPhase,
     AppointmentStatus,
     BeneficiaryStatus,
+    BillingMode,
     EnrollmentStatus,
     EventStatus,
+    InvoiceStatus,
     LifecycleKind,
     LifecycleMode,
     NoticeKind,
@@ -211,6 +213,35 @@ SCHEMAS = {
 
 _EVENT_DETAIL = {"allOf": [_ref("Event"), _obj({"headers": {"type": "object"}, "body_preview": _nullable("string"),
                                                 "body_size": _nullable("integer"), "body_purged_at": _TIME})]}
+_MONEY = _nullable("string", pattern=r"^-?[0-9]+\.[0-9]{2}$")
+SCHEMAS.update({
+    "Invoice": _obj({
+        "id": _INT, "tenant_id": _INT, "enrollment_id": _nullable("integer"), "folder_number": _STR, "number": _STR,
+        "issue_date": {"type": "string", "format": "date"},
+        "status": {"type": "string", "enum": [s.value for s in InvoiceStatus]},
+        "mode": {"type": "string", "enum": [m.value for m in BillingMode]},
+        "amount_excl": _MONEY, "vat_rate": _MONEY, "vat_amount": _MONEY, "amount_incl": _MONEY, "currency": _STR,
+        "beneficiary_name": _nullable("string"), "training_title": _nullable("string"), "reason": _nullable("string"),
+        "violations": {"type": "array", "items": {}}, "wedof_answer": _nullable("object"),
+        "released_by": _nullable("string"), "sent_at": _TIME, "billed_at": _TIME,
+        "paid_on": _nullable("string", format="date"), "paid_amount": _MONEY, "created_at": _TIME, "pdf_url": _STR,
+        "flower_url": _nullable("string"),
+    }, ["id", "number", "status", "folder_number"]),
+    "BillingSettings": _obj({
+        "mode": {"type": "string", "enum": [m.value for m in BillingMode]}, "number_format": _STR,
+        "vat_mention": _nullable("string"), "seller_address": _nullable("string"), "configured": _BOOL,
+    }, ["mode", "number_format", "configured"]),
+    "BillingSettingsInput": _obj({
+        "mode": {"type": "string", "enum": [m.value for m in BillingMode]},
+        "number_format": {"type": "string", "maxLength": 100},
+        "vat_mention": _nullable("string", maxLength=300), "seller_address": _nullable("string", maxLength=500),
+    }, additionalProperties=False),
+})
+_TOTAL = _obj({"count": _INT, "amount_incl": _STR})
+_DAY = {"type": "string", "format": "date"}
+_INVOICE_FILTERS = [_param("status", schema={"type": "string", "enum": [s.value for s in InvoiceStatus]}),
+                    _param("from", schema=_DAY), _param("to", schema=_DAY),
+                    _param("q", schema={"type": "string", "maxLength": 100})]
 _ACCEPTED_TASK = _obj({"task_id": _STR}, ["task_id"])
 
 PATHS = {
@@ -342,6 +373,46 @@ PATHS = {
         "Create the webhook at Wedof (queued)",
         _ok(202, {"allOf": [_ACCEPTED_TASK, _obj({"connection_id": _INT, "webhook_url": _STR})]}, "Accepted"),
         params=SCOPED, errors=(409, 503))},
+    "/invoices": {"get": _op("Invoices, newest first", _ok(200, _page_of("Invoice")),
+                             params=[*SCOPED, *PAGING, *_INVOICE_FILTERS])},
+    "/invoices/{invoice_id}": {"get": _op("One invoice", _ok(200, _ref("Invoice")),
+                                          params=[_id_param("invoice_id"), *SCOPED])},
+    "/invoices/{invoice_id}/pdf": {"get": _op(
+        "The invoice as a PDF", {"200": {"description": "The PDF", "content": {"application/pdf": {
+            "schema": {"type": "string", "format": "binary"}}}}}, params=[_id_param("invoice_id"), *SCOPED])},
+    "/invoices/export.csv": {"get": _op(
+        "Invoices as CSV for accounting (same filters as the list)", {"200": {"description": "CSV", "content": {
+            "text/csv": {"schema": {"type": "string"}}}}}, params=[*SCOPED, *_INVOICE_FILTERS])},
+    "/invoices/due": {"get": _op(
+        "Folders due an invoice (toBill, none yet), with amounts and the number each would take",
+        _ok(200, _obj({"mode": _STR, "items": {"type": "array", "items": {"type": "object"}}, "total": _INT,
+                       "amount_incl": _STR})), params=SCOPED)},
+    "/invoices/summary": {"get": _op(
+        "The month's billing figures: to bill, reserved, billed, paid, failed", _ok(200, _obj({
+            "month": _STR, "mode": _STR, "to_bill": {"type": "object"}, "reserved": _TOTAL, "billed": _TOTAL,
+            "paid": _TOTAL, "failed": _TOTAL})),
+        params=[*SCOPED, _param("month", schema={"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"})])},
+    "/invoices/release": {"post": _op(
+        "Approve mode: number and send the given due folders, or all of them (queued)",
+        _ok(202, _obj({"released": {"type": "array", "items": _ref("Invoice")}, "not_released": {"type": "object"}}),
+            "Accepted"), params=SCOPED,
+        body=_obj({"enrollment_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 500},
+                   "all": _BOOL}, additionalProperties=False), errors=(409, 422, 503))},
+    "/invoices/{invoice_id}/retry": {"post": _op(
+        "Send a failed invoice again with its number once the cause is fixed (queued)",
+        _ok(202, _obj({"invoice_id": _INT, "status": _STR, "task_id": _STR}, ["task_id"]), "Accepted"),
+        params=[_id_param("invoice_id"), *SCOPED], errors=(409, 422, 503))},
+    "/invoices/{invoice_id}/cancel": {"post": _op(
+        "Cancel a reserved invoice never sent to Wedof (its number stays used)", _ok(200, _ref("Invoice")),
+        params=[_id_param("invoice_id"), *SCOPED],
+        body=_obj({"reason": {"type": "string", "minLength": 1, "maxLength": 500}}, ["reason"],
+                  additionalProperties=False), errors=(409, 422))},
+    "/billing/settings": {
+        "get": _op("The tenant's billing settings (mode off until saved)", _ok(200, _ref("BillingSettings")),
+                   params=SCOPED),
+        "put": _op("Change the billing settings (the number format is checked)", _ok(200, _ref("BillingSettings")),
+                   params=SCOPED, body=_ref("BillingSettingsInput"), errors=(409, 422)),
+    },
     "/audit-log": {"get": _op("Audit log, newest first", _ok(200, _page_of("AuditEntry")), params=[
         *SCOPED, *PAGING, _param("action", schema={"type": "string", "maxLength": 100})])},
 }

@@ -132,7 +132,8 @@ def _parse_total_count(value: str | None) -> int | None:
 
 
 def _page_fingerprint(items: list[dict[str, Any]]) -> tuple:
-    return tuple(item.get("externalId", item.get("id")) for item in items)
+    # Both keys: a payment's externalId is its folder's number, shared by all of that folder's payments.
+    return tuple((item.get("externalId"), item.get("id")) for item in items)
 
 
 class WedofClient:

@@ -46,3 +46,40 @@ def test_page_script_never_uses_innerhtml(admin_world):
     # Event types and errors come from outside; the script writes them with textContent only.
     script = admin_world.client.get("/static/integration.js").get_data(as_text=True)
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+
+
+# -- billing ---------------------------------------------------------------------------------------------
+
+def test_page_serves_the_billing_section_and_its_script(admin_world):
+    import re
+
+    html = admin_world.client.get(f"/integrations/wedof?token={admin_world.tokens['admin_a']}").get_data(as_text=True)
+    for element in ('id="billing"', 'id="billing-month"', 'id="billing-export"', 'id="billing-totals"',
+                    'data-figure="to_bill"', 'data-figure="billed"', 'data-figure="paid"', 'data-figure="failed"',
+                    'id="billing-due"', 'id="billing-release-all"', 'id="billing-dry-run"', 'id="billing-failed"',
+                    'id="billing-reserved"', 'id="billing-recent"', 'id="billing-message"'):
+        assert element in html, element
+    assert "Facturation" in html and "Simulation : aucun numéro réservé" in html
+    # Every script is a file of ours, billing's before the page's (which hands it the token helpers);
+    # nothing inline (a CSP may forbid it) and nothing from a CDN.
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
+    assert [attrs.strip() for attrs, _ in scripts] == ['src="/static/billing.js"', 'src="/static/integration.js"']
+    assert all(body.strip() == "" for _, body in scripts)
+    assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
+    assert not re.search(r"""(src|href)=["'](https?:)?//""", html)
+    # Buttons are real buttons, each with a text.
+    for attrs, text in re.findall(r"<button\b([^>]*)>(.*?)</button>", html, flags=re.S):
+        assert 'type="' in attrs and text.strip(), attrs
+    assert re.search(r'<label for="billing-month">', html)
+
+
+def test_billing_script_is_served_and_writes_text_only(admin_world):
+    response = admin_world.client.get("/static/billing.js")
+    script = response.get_data(as_text=True)
+    assert response.status_code == 200 and "javascript" in response.content_type
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script
+    for path in ("/invoices/summary", "/invoices/due", "/invoices/release", "/retry", "/cancel", "/pdf",
+                 "/invoices/export.csv"):
+        assert path in script, path
+    page_script = admin_world.client.get("/static/integration.js").get_data(as_text=True)
+    assert "window.BdcBilling" in page_script and "createObjectURL" in page_script

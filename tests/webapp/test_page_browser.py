@@ -204,3 +204,171 @@ def test_approve_a_proposed_entry_in_the_browser(stack, output_dir, request):
             page.screenshot(path=str(shots / "2-entry-declared.png"), full_page=True)
         finally:
             browser.close()
+
+
+# -- billing ---------------------------------------------------------------------------------------------
+
+def paris_today() -> date:
+    """The tenant's today (invoices are dated in its calendar, Paris by default), not the machine's."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Europe/Paris")).date()
+
+
+BILLING_PRICE = {"totalExcl": 1075, "totalIncl": 1290, "vatExclTax20": 1075, "vatInclTax20": 1290}
+
+
+def _seed_billing() -> dict:
+    """A tenant billing in approve mode: two folders due, one invoice failed at Wedof, one billed and paid."""
+    from decimal import Decimal
+
+    from bdc.models import Beneficiary, BillingMode, BillingSettings, Program
+    from billing import evaluate, invoices
+
+    with session_scope() as session:
+        tenant = Tenant(name="Bilans Conseil", slug="billing-browser")
+        session.add(tenant)
+        session.flush()
+        admin = User(tenant_id=tenant.id, email="admin@billing.test", role=UserRole.TENANT_ADMIN)
+        student = User(tenant_id=tenant.id, email="zoe@billing.test", first_name="Zoé", last_name="Martin",
+                       role=UserRole.STUDENT)
+        session.add_all([admin, student, BillingSettings(tenant_id=tenant.id, mode=BillingMode.APPROVE),
+                         WedofConnection(tenant_id=tenant.id, base_url="http://127.0.0.1:9/api", api_key="k")])
+        session.flush()
+        beneficiary = Beneficiary(tenant_id=tenant.id, user_id=student.id, external_id="att-1")
+        program = Program(tenant_id=tenant.id, name="Bilan de compétences 24 h", external_id="ta-1")
+        session.add_all([beneficiary, program])
+        session.flush()
+        enrollments = []
+        for n in range(4):
+            enrollment = Enrollment(tenant_id=tenant.id, beneficiary_id=beneficiary.id, program_id=program.id,
+                                    external_id=f"710000000{n}", wedof_state="serviceDoneValidated",
+                                    wedof_billing_state="toBill", wedof_amounts=dict(BILLING_PRICE))
+            session.add(enrollment)
+            session.flush()
+            enrollments.append(enrollment.id)
+        created, why = evaluate.release(session, evaluate.settings_of(session, tenant.id), enrollments[:2],
+                                        "user:seed")
+        assert why == {}
+        failed, paid = (invoice.id for invoice in created)
+    with session_scope() as session:
+        for invoice_id in (failed, paid):
+            assert invoices.start(session, invoice_id, f"task-{invoice_id}")
+        assert invoices.fail(session, failed, "HTTP 400: Wedof refused the bill",
+                             [{"propertyPath": "billNumber", "message": "Ce numéro est déjà utilisé"}])
+        assert invoices.bill(session, paid, {"billNumber": "x"}, "sent")
+        assert invoices.pay(session, paid, paid_on=paris_today(), amount=Decimal("1290.00"), source="payments")
+    return {"tenant": tenant.id, "admin": admin.id, "failed": failed, "paid": paid, "due": enrollments[2:]}
+
+
+@pytest.fixture(scope="module")
+def billing_stack(redis_server, pg_cluster, pg_template, tmp_path_factory, output_dir):
+    """gunicorn only: no worker consumes the queue, so what a click publishes is read back from Redis."""
+    import redis
+
+    base = redis_server.url.rsplit("/", 1)[0]
+    env = {"APP_ENV": "test", "DATABASE_URL": fresh_postgres_url(pg_cluster, pg_template), "REDIS_URL": f"{base}/7",
+           "BDC_VAR_DIR": str(tmp_path_factory.mktemp("billing-var")), "WEDOF_SYNC_ENABLED": "false",
+           "SECRET_ENCRYPTION_KEY": os.environ["SECRET_ENCRYPTION_KEY"], "JWT_SECRET_KEY": os.environ["JWT_SECRET_KEY"],
+           "FLOWER_URL": "http://127.0.0.1:5555", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    broker.flushdb()
+    with process_environment(env):
+        ids = _seed_billing()
+        receiver = Receiver(env, log_dir=output_dir / "logs").start()
+        try:
+            yield {"env": env, "receiver": receiver, "ids": ids, "broker": broker}
+        finally:
+            receiver.stop()
+            broker.flushdb()
+            broker.close()
+
+
+def test_billing_totals_a_failed_invoice_and_its_retry_in_the_browser(billing_stack, output_dir, request):
+    import csv
+    import io
+    import re
+
+    import requests
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.webapp.conftest import queued_messages
+
+    shots = output_dir / request.node.name
+    shots.mkdir(parents=True, exist_ok=True)
+    ids = billing_stack["ids"]
+    token = _token(ids["admin"], ids["tenant"])
+    api = f"{billing_stack['receiver'].url}/api/integrations/wedof"
+    year = paris_today().year
+    failed_number, paid_number = f"F-{year}-000001", f"F-{year}-000002"
+
+    def money(text: str) -> re.Pattern:  # Intl groups thousands with a (narrow) no-break space
+        return re.compile(text.replace(" ", r"\s?"))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400}, accept_downloads=True)
+            page.goto(f"{billing_stack['receiver'].url}/integrations/wedof?token={token}")
+            totals = page.locator("#billing-totals")
+            # The month's figures: two folders to bill, one invoice billed and paid, one failed.
+            to_bill = totals.locator("[data-figure='to_bill']")
+            expect(to_bill).to_have_attribute("data-count", "2", timeout=30_000)
+            expect(to_bill.locator("[data-field='amount']")).to_have_text(money("2 580,00 €"))
+            for figure in ("billed", "paid", "failed"):
+                tile = totals.locator(f"[data-figure='{figure}']")
+                expect(tile).to_have_attribute("data-count", "1")
+                expect(tile.locator("[data-field='amount']")).to_have_text(money("1 290,00 €"))
+            # No month picked: the server answered for the tenant's own, and the picker shows it.
+            expect(page.locator("#billing-month")).to_have_value(paris_today().strftime("%Y-%m"))
+            expect(page.locator("#billing-mode")).to_have_attribute("data-mode", "approve")
+            # Approve mode: each due folder has its button and the next number it would take.
+            due = page.locator("#billing-due tr[data-enrollment-id]")
+            expect(due).to_have_count(2)
+            expect(due.first).to_contain_text(f"F-{year}-000003")
+            expect(due.first.get_by_role("button", name=re.compile("^Libérer le dossier"))).to_be_visible()
+            expect(page.locator("#billing-release-all")).to_be_visible()
+            expect(page.locator("#billing-dry-run")).to_be_hidden()
+
+            # The failed invoice, with Wedof's reason and violations.
+            failed_row = page.locator(f"#billing-failed tr[data-invoice-id='{ids['failed']}']")
+            expect(failed_row).to_contain_text(failed_number)
+            expect(failed_row).to_contain_text("HTTP 400: Wedof refused the bill")
+            expect(failed_row).to_contain_text("billNumber : Ce numéro est déjà utilisé")
+            page.screenshot(path=str(shots / "1-billing-failed.png"), full_page=True)
+
+            # The PDF comes through the token (a blob saved by the page).
+            with page.expect_download() as download:
+                page.locator(f"#billing-recent tr[data-invoice-id='{ids['paid']}'] button.pdf-btn").click()
+            assert download.value.suggested_filename == f"facture-{paid_number}.pdf"
+            assert open(download.value.path(), "rb").read().startswith(b"%PDF-")
+
+            # The month's CSV, through the token too: the header and this month's two invoices.
+            with page.expect_download() as export:
+                page.click("#billing-export")
+            assert export.value.suggested_filename == f"factures-{paris_today():%Y-%m}.csv"
+            rows = list(csv.reader(io.StringIO(open(export.value.path(), encoding="utf-8").read(), newline="")))
+            assert rows[0][:3] == ["number", "issue_date", "status"]
+            assert sorted((r[0], r[2]) for r in rows[1:]) == [(failed_number, "failed"), (paid_number, "paid")]
+
+            # "Réessayer", from the keyboard.
+            retry = failed_row.get_by_role("button", name=f"Réessayer la facture {failed_number}")
+            retry.focus()
+            page.keyboard.press("Enter")
+            expect(page.locator("#billing-message")).to_contain_text(f"Facture {failed_number} : réservée à nouveau")
+            reserved_row = page.locator(f"#billing-reserved tr[data-invoice-id='{ids['failed']}']")
+            expect(reserved_row).to_contain_text(failed_number)
+            expect(reserved_row).to_contain_text("déjà envoyée une fois")  # sent once: no longer cancellable
+            expect(page.locator("#billing-failed")).to_contain_text("Aucune facture en échec.")
+            expect(totals.locator("[data-figure='failed']")).to_have_attribute("data-count", "0")
+            page.screenshot(path=str(shots / "2-billing-retried.png"), full_page=True)
+        finally:
+            browser.close()
+
+    # The API agrees, and the send waits in the queue for a worker (none runs here).
+    invoice = requests.get(f"{api}/invoices/{ids['failed']}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10).json()
+    assert (invoice["status"], invoice["number"], invoice["reason"]) == ("reserved", failed_number, None)
+    assert invoice["released_by"] == f"user:{ids['admin']}"
+    assert [(m["task"], m["args"]) for m in queued_messages(billing_stack["broker"], "events")] == [
+        ("wedof.send_invoice", [ids["failed"]])]

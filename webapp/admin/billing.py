@@ -8,11 +8,13 @@ transaction, and queues the sends after the commit: a number is never sent befor
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import date
 from decimal import Decimal
 
 from flask import Response, jsonify, stream_with_context
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from bdc.audit import record_audit
 from bdc.models import BillingMode, BillingSettings, Invoice, InvoiceStatus
@@ -33,6 +35,8 @@ from worker.task_names import SEND_INVOICE
 
 MAX_RELEASE = 500
 EXPORT_PAGE = 1000
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _queue_invoices(invoice_ids: list[int], what: str) -> list[str]:
@@ -59,6 +63,8 @@ def _filtered(tenant_id: int):
     if start and end and end < start:
         raise ApiError(400, "invalid_parameter", "to is before from.")
     text = query_text("q", 100)
+    if text and _CONTROL.search(text):  # PostgreSQL refuses NUL in a text parameter: a 500, not an answer
+        raise ApiError(400, "invalid_parameter", "q must not hold control characters.")
     stmt = select(Invoice).where(Invoice.tenant_id == tenant_id)
     if status:
         stmt = stmt.where(Invoice.status == InvoiceStatus(status))
@@ -67,8 +73,10 @@ def _filtered(tenant_id: int):
     if end:
         stmt = stmt.where(Invoice.issue_date <= end)
     if text:
-        like = f"%{text.replace('%', '').replace('_', '')}%"
-        stmt = stmt.where(or_(Invoice.number.ilike(like), Invoice.folder_number.ilike(like)))
+        # Matched literally: numbers may hold "_" (a format literal, which the old stripping removed from
+        # the search), and "%", "_" or "\\" (PostgreSQL's LIKE escape) are characters to find, not patterns.
+        stmt = stmt.where(or_(Invoice.number.icontains(text, autoescape=True),
+                              Invoice.folder_number.icontains(text, autoescape=True)))
     return stmt
 
 
@@ -170,16 +178,24 @@ def release_invoices():
         if not ids or len(ids) > MAX_RELEASE or not all(type(i) is int and 0 < i < 2**31 for i in ids):
             raise ApiError(422, "validation_error", f"enrollment_ids must be 1 to {MAX_RELEASE} enrollment ids.",
                            fields={"enrollment_ids": "whole numbers"})
-    with db_session() as session:
-        tenant = resolve_tenant(session)
-        settings = evaluate.settings_of(session, tenant.id)
-        if release_all:
-            ids = [item.enrollment.id for item in evaluate.due(session, tenant.id, limit=MAX_RELEASE)]
-        try:
-            created, why = evaluate.release(session, settings, list(dict.fromkeys(ids)), current_principal().actor)
-        except evaluate.NotReleasable as exc:
-            raise ApiError(409, "billing_mode", str(exc)) from None
-        released = [invoice_json(invoice) for invoice in created]
+    try:
+        with db_session() as session:
+            tenant = resolve_tenant(session)
+            settings = evaluate.settings_of(session, tenant.id)
+            if release_all:
+                ids = [item.enrollment.id for item in evaluate.due(session, tenant.id, limit=MAX_RELEASE)]
+            try:
+                created, why = evaluate.release(session, settings, list(dict.fromkeys(ids)),
+                                                current_principal().actor)
+            except evaluate.NotReleasable as exc:
+                raise ApiError(409, "billing_mode", str(exc)) from None
+            released = [invoice_json(invoice) for invoice in created]
+    except IntegrityError:
+        # Another release (or the beat) numbered one of these folders while this one waited for the
+        # counter: the unique live index refused a second invoice, and the rollback gave the numbers back.
+        raise ApiError(409, "release_conflict", "Another release numbered some of these folders at the same "
+                                                "time; nothing was released by this request. Reload the due "
+                                                "folders and try again.") from None
     _queue_invoices([i["id"] for i in released], "the invoices are reserved; the billing beat sends them.")
     return jsonify({"released": released, "not_released": {str(k): v for k, v in why.items()}}), 202
 
@@ -220,15 +236,20 @@ def cancel_invoice(invoice_id: int):
 @admin_required
 def billing_summary():
     """The month's figures for the page: to bill now, billed, paid and failed, with their totals."""
-    month = query_text("month", 7) or utcnow().strftime("%Y-%m")
-    try:
-        year, number = (int(part) for part in month.split("-"))
-        first = date(year, number, 1)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", "month must look like 2026-12.") from None
-    last = date(year, number, calendar.monthrange(year, number)[1])
+    month = query_text("month", 7)
+    # Strict: int() also took "+2026-1", " 2026-1" or full-width digits, and echoed year 1 as "1-01".
+    if month is not None and (not _MONTH.fullmatch(month) or month.startswith("0000")):
+        raise ApiError(400, "invalid_parameter", "month must look like 2026-12.")
     with db_session() as session:
         tenant = resolve_tenant(session)
+        # No month named: the tenant's own (invoices are dated in its calendar, not in UTC).
+        if month:
+            year, number = (int(part) for part in month.split("-"))
+        else:
+            today = evaluate.tenant_today(session, tenant.id)
+            year, number = today.year, today.month
+        first = date(year, number, 1)
+        last = date(year, number, calendar.monthrange(year, number)[1])
         dues = evaluate.due(session, tenant.id, limit=10_000)
 
         def total(*conditions):
@@ -289,6 +310,14 @@ def put_billing_settings():
             settings = BillingSettings.defaults(tenant.id)
             session.add(settings)
             session.flush()
+        if "number_format" in values and values["number_format"] != settings.number_format:
+            used = numbers.reused_number(session, tenant.id, values["number_format"],
+                                         evaluate.tenant_today(session, tenant.id))
+            if used is not None:
+                raise ApiError(409, "number_format_reuses_numbers",
+                               f"This format would hand out {used} again, a number already used: choose one "
+                               "whose numbers cannot meet the issued ones (another prefix, say).",
+                               fields={"number_format": "reuses issued numbers"})
         before = billing_settings_json(settings, True)
         for name, value in values.items():
             setattr(settings, name, value)

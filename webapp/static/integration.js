@@ -29,9 +29,14 @@
 
   function token() { return sessionStorage.getItem(KEY); }
 
-  async function api(method, path, body) {
+  function apiUrl(path) {
     const url = new URL(API + path, window.location.origin);
     if (tenantId) url.searchParams.set("tenant_id", tenantId);
+    return url;
+  }
+
+  async function api(method, path, body) {
+    const url = apiUrl(path);
     const init = { method, headers: { Authorization: "Bearer " + token() } };
     if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
     const response = await fetch(url, init);
@@ -40,6 +45,30 @@
     if (response.status === 401) { showLogin(data.message || "Jeton refusé."); }
     if (!response.ok) { const err = new Error(data.message || ("HTTP " + response.status)); err.status = response.status; err.data = data; throw err; }
     return data;
+  }
+
+  // A file (an invoice PDF, a CSV): a plain link cannot carry the token's header, so it is fetched here
+  // and saved from a blob. Resolves to the file name saved (``name``, else the server's).
+  async function download(path, name) {
+    const response = await fetch(apiUrl(path), { headers: { Authorization: "Bearer " + token() } });
+    if (!response.ok) {
+      let data = {};
+      try { data = await response.json(); } catch (e) { data = {}; }
+      if (response.status === 401) { showLogin(data.message || "Jeton refusé."); }
+      const err = new Error(data.message || ("HTTP " + response.status)); err.status = response.status; throw err;
+    }
+    const blob = await response.blob();
+    const given = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+    const filename = name || (given ? given[1] : "fichier");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = filename;
+    link.className = "hidden";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    return filename;
   }
 
   function el(tag, text, cls) {
@@ -250,9 +279,15 @@
   $("bilan-close").addEventListener("click", () => $("bilan").classList.add("hidden"));
   $("actions-filter").addEventListener("change", () => refresh());
 
+  // Sections in modules of their own (static/billing.js), loaded before this script.
+  const sections = [window.BdcBilling].filter(Boolean);
+  for (const section of sections) section.init({ api, download, el, refresh: () => refresh() });
+
   async function refresh() {
-    try { await Promise.all([loadStatus(), loadHistory(), loadFailedEvents(), loadActions()]); }
-    catch (e) { if (e.status !== 401) { $("events-message").textContent = "Erreur : " + e.message; } }
+    try {
+      await Promise.all([loadStatus(), loadHistory(), loadFailedEvents(), loadActions(),
+        ...sections.map((section) => section.load())]);
+    } catch (e) { if (e.status !== 401) { $("events-message").textContent = "Erreur : " + e.message; } }
   }
 
   function showProgress(run) {

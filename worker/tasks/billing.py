@@ -82,6 +82,8 @@ def bill_folder(self, enrollment_id):
         return {"status": "skipped", "reason": "billing is off for the tenant"}
     outcome = _evaluate(settings_ids[0], enrollment_ids=[enrollment_id])
     _send_invoices(outcome.to_send)
+    if outcome.paid:
+        _check_payments(settings_ids[0], enrollment_id)  # paid now: the payment's amount and date at once
     return {"status": "ok", "reserved": outcome.reserved, "to_send": outcome.to_send, "paid": outcome.paid,
             "problems": outcome.problems}
 
@@ -108,17 +110,21 @@ def bill_folders(self, tenant_id=None):
     return {"status": "ok", **totals}
 
 
-def _check_payments(settings_id: int) -> int:
-    """Read ``GET /payments`` for billed folders not checked lately; a payment found makes the invoice paid."""
+def _check_payments(settings_id: int, enrollment_id: int | None = None) -> int:
+    """Read ``GET /payments`` for billed folders not checked lately (or the one given, now); a payment
+    found makes the invoice paid with its amount and date."""
     cutoff = utcnow() - timedelta(seconds=get_settings().payment_check_after)
+    query = select(Invoice.id, Invoice.folder_number).where(
+        or_(Invoice.status == InvoiceStatus.BILLED,
+            (Invoice.status == InvoiceStatus.PAID) & Invoice.paid_amount.is_(None)))
+    if enrollment_id is not None:
+        query = query.where(Invoice.enrollment_id == enrollment_id)
+    else:
+        query = query.where(or_(Invoice.payment_checked_at.is_(None), Invoice.payment_checked_at <= cutoff))
     with session_scope() as session:
         tenant_id = session.get(BillingSettings, settings_id).tenant_id
         due = list(session.execute(
-            select(Invoice.id, Invoice.folder_number).where(
-                Invoice.tenant_id == tenant_id,
-                or_(Invoice.status == InvoiceStatus.BILLED,
-                    (Invoice.status == InvoiceStatus.PAID) & Invoice.paid_amount.is_(None)),
-                or_(Invoice.payment_checked_at.is_(None), Invoice.payment_checked_at <= cutoff))
+            query.where(Invoice.tenant_id == tenant_id)
             .order_by(Invoice.payment_checked_at.is_not(None), Invoice.payment_checked_at, Invoice.id)
             .limit(PAYMENT_CHECKS_PER_RUN)))
     if not due:

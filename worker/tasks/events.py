@@ -101,8 +101,10 @@ def handle_event(event: inbox.ClaimedEvent, task_id: str) -> dict:
                                 f"{kind.disposition}: {result.outcome}"):
                 raise Superseded(f"event {event.id} is no longer held by task {task_id}")  # rolls back
             moved = result.enrollment_id is not None and result.outcome in ("created", "updated")
+            # Billing asks even when nothing changed: a repeated toBill webhook finds a folder still due
+            # (its first evaluation may have been lost with the broker); the check is one indexed read.
             return (result, moved and worth_evaluating(session, event.tenant_id, result.enrollment_id),
-                    moved and worth_billing(session, event.tenant_id, result.enrollment_id))
+                    result.enrollment_id is not None and worth_billing(session, event.tenant_id, result.enrollment_id))
 
     result, evaluate, bill = retry_on_conflict(handle_and_mark, f"event {event.id}")
     if evaluate:
