@@ -41,7 +41,7 @@ from sqlalchemy import select
 
 from bdc.db import session_scope
 from bdc.models import SyncRun, SyncStatus, WedofConnection
-from bench import chaos_lifecycle
+from bench import chaos_billing, chaos_lifecycle
 from bench.chaos_stack import AofRedisServer, Database, Stack, process_environment, stack_env
 from bench.chaos_verify import compare_with_truth, delivery_figures, inbox_figures, latencies, open_events
 from tests.support.processes import PROJECT_ROOT, free_port
@@ -78,6 +78,7 @@ class ChaosConfig:
     bad_signature_rate: float = 0.05
     malformed_rate: float = 0.03
     lifecycle_share: float = 0.10  # of the folders, given evidence during the window
+    billing: bool = True  # the tenant bills in auto mode; the simulation leaves billing to it
     settle_timeout: float = 240.0  # deliveries drained + inbox empty, after the window
     sync_timeout: float = 240.0
     log_dir: Path | None = None
@@ -146,7 +147,8 @@ def _simulate(sandbox, config: ChaosConfig, stop: threading.Event, totals: dict)
     while totals["applied"] < config.changes and not stop.is_set() and time.monotonic() < deadline:
         want = min(batch, config.changes - totals["applied"])
         try:
-            result = sandbox.control("POST", "/simulate", json={"changes": want}, timeout=60)
+            result = sandbox.control("POST", "/simulate", json={"changes": want, "organism_billing": not config.billing},
+                                     timeout=60)
         except Exception as exc:  # noqa: BLE001 - counted and reported, the window goes on
             totals["errors"] += 1
             totals["last_error"] = repr(exc)[:300]
@@ -261,6 +263,9 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     _step(f"initial full sync: {initial_sync}")
     if config.lifecycle_share > 0:
         chaos_lifecycle.enable(tenant_id)
+    billed_before = chaos_billing.already_billed(json.loads(_raw_truth(sandbox)))
+    if config.billing:
+        chaos_billing.enable(tenant_id)  # the seeded toBill folders are billed during the window
 
     # 2. chaos on: API faults, delivery chaos, then the window
     sandbox.control("PUT", "/faults", json={"error_rate": config.error_rate, "rate_limit_rate": config.rate_limit_rate,
@@ -309,16 +314,21 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     # The webhook path alone, before any sync repairs it: every acknowledged version must be applied.
     before_sync = compare_with_truth(tenant_id, json.loads(_raw_truth(sandbox)), deliveries.pop("newest_acknowledged"))
 
-    # 4. the hourly sync, by hand, as beat would send it (incremental), then the truth
+    # 4. the hourly sync, by hand, as beat would send it (incremental), then billing settles, then the truth
     final_sync = _run_sync(broker, connection_id, full=False, trigger="schedule", timeout=config.sync_timeout)
     timeline.note("final sync", **{k: final_sync[k] for k in ("status", "fetched", "applied")})
+    if config.billing:
+        _quiet(lambda: chaos_billing.settled(tenant_id), config.settle_timeout, "billing settled")
+        timeline.note("billing settled")
     truth = json.loads(_raw_truth(sandbox))
     rows = compare_with_truth(tenant_id, truth)
     lat = latencies(inbox["processed_times"], deliveries.pop("first_sent"))
     api = sandbox.control("GET", "/requests")
-    lifecycle = chaos_lifecycle.verdict(tenant_id, evidence, truth, sandbox.control("GET", "/transitions"))
+    transitions = sandbox.control("GET", "/transitions")
+    lifecycle = chaos_lifecycle.verdict(tenant_id, evidence, truth, transitions)
+    billing = chaos_billing.verdict(tenant_id, truth, transitions, billed_before)
     verdict = _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, totals, timeline,
-                       initial_sync, final_sync, time.monotonic() - run_started, lifecycle)
+                       initial_sync, final_sync, time.monotonic() - run_started, lifecycle, billing)
     verdict["processes_at_end"] = stack.health()
     return verdict
 
@@ -347,7 +357,7 @@ def _raw_truth(sandbox) -> str:
 
 
 def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, totals, timeline,
-             initial_sync, final_sync, duration, lifecycle) -> dict:
+             initial_sync, final_sync, duration, lifecycle, billing) -> dict:
     sbx = deliveries["sandbox"]
     by_status = inbox["by_status"]
     kills = sum(1 for a in timeline.actions if a["action"] == "worker a: SIGKILL")
@@ -380,6 +390,10 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "lifecycle_declarations_duplicated_zero": lifecycle["duplicated"] == 0,
         "lifecycle_declarations_early_zero": lifecycle["early"] == 0,
         "lifecycle_happened": lifecycle["transition_calls"] > 0 or config.lifecycle_share == 0,
+        "invoices_missing_zero": billing["missing"] == 0,
+        "invoices_duplicated_zero": billing["duplicated"] == 0,
+        "folders_double_billed_zero": billing["double_billed"] == 0,
+        "billing_happened": billing["billing_calls"] > 0 or not config.billing,
     }
     return {
         "ok": all(checks.values()),
@@ -406,6 +420,7 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "before_final_sync": {k: before_sync[k] for k in ("missing", "duplicated", "stale", "mismatched",
                                                                         "behind_acknowledged", "examples")},
         "lifecycle": lifecycle,
+        "billing": billing,
         "latency": lat,
         "api": {"total": api["total"], "faults": api["faults"]},
         "syncs": {"initial": initial_sync, "final": final_sync},
@@ -428,7 +443,10 @@ def verdict_line(verdict: dict) -> str:
             f"{verdict['before_final_sync']['behind_acknowledged']} behind an acknowledged delivery) | declarations "
             f"{verdict['lifecycle']['transition_calls']} (evidence for {verdict['lifecycle']['evidence_entries']} entries, "
             f"{verdict['lifecycle']['evidence_ends']} ends): missing {verdict['lifecycle']['missing']} duplicated "
-            f"{verdict['lifecycle']['duplicated']} early {verdict['lifecycle']['early']} | delivery→applied p50 "
+            f"{verdict['lifecycle']['duplicated']} early {verdict['lifecycle']['early']} | invoices "
+            f"{verdict['billing']['invoices']} (billing calls {verdict['billing']['billing_calls']}): missing "
+            f"{verdict['billing']['missing']} duplicated {verdict['billing']['duplicated']} double-billed "
+            f"{verdict['billing']['double_billed']} | delivery→applied p50 "
             f"{rec['p50']} ms p99 {rec['p99']} ms (from first send p50 {sent['p50']} p99 {sent['p99']} ms) | "
             f"{verdict['duration_s']} s | not alive at the end: "
             f"{[n for n, st in verdict.get('processes_at_end', {}).items() if st != 'alive'] or 'none'}")
@@ -443,6 +461,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sqlite", action="store_true", help="SQLite file instead of a PostgreSQL cluster")
     p.add_argument("--short", action="store_true", help="the suite's short variant: one kill, 5 s Redis outage")
     p.add_argument("--json", action="store_true", help="also write the verdict JSON under test-output/chaos/")
+    p.add_argument("--no-billing", action="store_true", help="leave billing off (the simulation bills instead)")
     p.add_argument("--lifecycle-share", type=float, help="share of the folders given lifecycle evidence "
                                                           "(default 0.10; 0: the lifecycle stays off)")
     args = p.parse_args(argv)
@@ -462,6 +481,8 @@ def config_from_args(args: argparse.Namespace) -> ChaosConfig:
     overrides.update(seed=args.seed, sqlite=args.sqlite)
     if args.lifecycle_share is not None:
         overrides.update(lifecycle_share=args.lifecycle_share)
+    if args.no_billing:
+        overrides.update(billing=False)
     return ChaosConfig.short(**overrides) if args.short else ChaosConfig(**overrides)
 
 

@@ -105,6 +105,8 @@ def in_flight(tenant_id: int) -> int:
 def verdict(tenant_id: int, evidence: Evidence, truth: list[dict], transitions: dict[str, dict[str, int]]) -> dict:
     """Declarations missing, duplicated and early; what was sent, refused, and where the evidence stood."""
     by_id = {f["externalId"]: f for f in truth}
+    transitions = {f: {verb: n for verb, n in verbs.items() if verb != "billing"}  # billing has its own verdict
+                   for f, verbs in transitions.items()}
     duplicated = [(f, verb, n) for f, verbs in transitions.items() for verb, n in verbs.items() if n > 1]
     # Missing: the evidence made it due and the folder, at the end, still waits for it at Wedof.
     missing = [f for f in evidence.entries if by_id[f]["state"] == "accepted"]

@@ -18,3 +18,8 @@ def test_options_reach_the_run():
     config = config_from_args(parse_args(["--short", "--folders", "50", "--lifecycle-share", "0"]))
     assert (config.folders, config.changes, config.lifecycle_share, config.worker_kills) == (50, 400, 0.0, 1)
     assert config_from_args(parse_args([])).lifecycle_share == 0.10
+
+
+def test_billing_is_on_unless_asked_off():
+    assert config_from_args(parse_args(["--short"])).billing is True
+    assert config_from_args(parse_args(["--short", "--no-billing"])).billing is False

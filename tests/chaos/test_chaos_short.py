@@ -65,3 +65,9 @@ def test_declarations_follow_the_evidence_none_missing_duplicated_or_early(verdi
     lifecycle = verdict["lifecycle"]
     assert lifecycle["evidence_entries"] + lifecycle["evidence_ends"] > 0 and lifecycle["transition_calls"] > 0
     assert (lifecycle["missing"], lifecycle["duplicated"], lifecycle["early"]) == (0, 0, 0), lifecycle["examples"]
+
+
+def test_every_folder_billed_once_with_one_number(verdict):
+    billing = verdict["billing"]
+    assert billing["billing_calls"] > 0 and billing["billed_in_run"] > 0, billing
+    assert (billing["missing"], billing["duplicated"], billing["double_billed"]) == (0, 0, 0), billing["examples"]
