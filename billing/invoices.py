@@ -16,7 +16,8 @@ unique index: a folder never gets a second number while it holds one.
     sent ─moved_on─▶ cancelled           (Wedof shows another number, or no longer bills the folder;
                                           nothing was sent)
     failed ─retry─▶ reserved             (an admin, after a fix: the same number is sent again)
-    reserved ─cancel─▶ cancelled         (an admin, only when it was never sent)
+    reserved | failed ─cancel─▶ cancelled (an admin: reserved only when never sent; failed only when Wedof
+                                          refused it; the folder is due again under a new number)
     billed | paid ─pay─▶ paid            (the folder is paid; the payment's amount and date when known)
 
 A cancelled invoice keeps its number: the series has no gap, and no number is ever used twice.
@@ -56,7 +57,7 @@ TRANSITIONS: dict[str, Transition] = {
     "fail": Transition(frozenset({SENT}), FAILED),
     "moved_on": Transition(frozenset({SENT}), CANCELLED),
     "retry": Transition(frozenset({FAILED}), RESERVED),
-    "cancel": Transition(frozenset({RESERVED}), CANCELLED),
+    "cancel": Transition(frozenset({RESERVED, FAILED}), CANCELLED),
     "pay": Transition(frozenset({BILLED, PAID}), PAID),
 }
 ALLOWED = frozenset((source, t.target) for t in TRANSITIONS.values() for source in t.sources)
@@ -132,8 +133,11 @@ def bill(session: Session, invoice_id: int, answer: dict, how: str) -> bool:
     return moved
 
 
-def fail(session: Session, invoice_id: int, reason: str, violations: list | None = None) -> bool:
-    moved = _move(session, invoice_id, "fail", reason=reason[:4000], violations=violations, finished_at=utcnow())
+def fail(session: Session, invoice_id: int, reason: str, violations: list | None = None, *,
+         refused: bool = False) -> bool:
+    """Out of retries, or ``refused``: Wedof answered 4xx and the folder read again did not hold our number."""
+    moved = _move(session, invoice_id, "fail", reason=reason[:4000], violations=violations, refused=refused,
+                  finished_at=utcnow())
     if moved:
         invoice = _audit(session, invoice_id, "failed", "worker", reason=reason, violations=violations)
         notify(session, invoice, f"Invoice {invoice.number} of folder {invoice.folder_number} failed: {reason}. "
@@ -150,7 +154,7 @@ def moved_on(session: Session, invoice_id: int, why: str) -> bool:
 
 
 def retry(session: Session, invoice_id: int, actor: str) -> bool:
-    moved = _move(session, invoice_id, "retry", reason=None, violations=None, task_id=None, queued_at=None,
+    moved = _move(session, invoice_id, "retry", reason=None, violations=None, refused=False, task_id=None, queued_at=None,
                   finished_at=None, released_by=actor)
     if moved:
         _audit(session, invoice_id, "retried", actor)
@@ -158,8 +162,13 @@ def retry(session: Session, invoice_id: int, actor: str) -> bool:
 
 
 def cancel(session: Session, invoice_id: int, actor: str, reason: str) -> bool:
-    """Only an invoice that never reached Wedof; its number stays used (shown as cancelled)."""
-    moved = _move(session, invoice_id, "cancel", Invoice.sent_at.is_(None), reason=f"cancelled: {reason}"[:4000],
+    """A reserved invoice never sent, or one Wedof refused; its number stays used (shown as cancelled).
+
+    A failed invoice Wedof may hold (out of retries after a lost answer) is never cancelled: only a retry,
+    which reads the folder first, settles it. A refused one's folder is due again, under a new number.
+    """
+    never_sent = or_(Invoice.refused.is_(True), Invoice.sent_at.is_(None))
+    moved = _move(session, invoice_id, "cancel", never_sent, reason=f"cancelled: {reason}"[:4000],
                   finished_at=utcnow())
     if moved:
         _audit(session, invoice_id, "cancelled", actor, reason=reason)

@@ -222,7 +222,7 @@ SCHEMAS.update({
         "mode": {"type": "string", "enum": [m.value for m in BillingMode]},
         "amount_excl": _MONEY, "vat_rate": _MONEY, "vat_amount": _MONEY, "amount_incl": _MONEY, "currency": _STR,
         "beneficiary_name": _nullable("string"), "training_title": _nullable("string"), "reason": _nullable("string"),
-        "violations": {"type": "array", "items": {}}, "wedof_answer": _nullable("object"),
+        "violations": {"type": "array", "items": {}}, "refused": _BOOL, "wedof_answer": _nullable("object"),
         "released_by": _nullable("string"), "sent_at": _TIME, "billed_at": _TIME,
         "paid_on": _nullable("string", format="date"), "paid_amount": _MONEY, "created_at": _TIME, "pdf_url": _STR,
         "flower_url": _nullable("string"),

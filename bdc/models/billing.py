@@ -103,6 +103,7 @@ class Invoice(TimestampMixin, Base):
     document: Mapped[dict] = mapped_column(default=dict)
     reason: Mapped[str | None] = mapped_column(Text)  # why failed or cancelled
     violations: Mapped[list | None] = mapped_column(JSON)
+    refused: Mapped[bool] = mapped_column(default=False)  # failed because Wedof refused the number (read again)
     wedof_answer: Mapped[dict | None]
     released_by: Mapped[str | None] = mapped_column(String(200))  # who let it go to Wedof (approve mode)
     task_id: Mapped[str | None] = mapped_column(String(64))

@@ -27,7 +27,7 @@ EXPECTED_PAIRS = {
     (R, S), (S, S), (F, S),  # start; its own retry or a lost task; re-applied by hand (reads first)
     (S, B), (S, F), (S, C),  # billed; refused or out of retries; Wedof shows another number
     (F, R),  # an admin retries after a fix
-    (R, C),  # an admin cancels one never sent
+    (R, C), (F, C),  # an admin cancels one never sent, or one Wedof refused
     (B, P), (P, P),  # paid; the payment's details arrive later
 }
 
@@ -144,12 +144,36 @@ def test_a_failure_keeps_the_number_notifies_staff_and_waits_for_an_admin(billin
         assert row.status == F and row.violations == [{"propertyPath": "billNumber"}]
         notice = session.scalars(select(Notice)).one()
         assert row.number in notice.message and notice.target_id == str(invoice_id)
-        assert not invoices.cancel(session, invoice_id, "admin", "no")  # failed: it was sent once
         assert invoices.retry(session, invoice_id, "admin@x.fr")
     with bdc_db.session_scope() as session:
         row = session.get(Invoice, invoice_id)
         assert (row.status, row.reason, row.released_by) == (R, None, "admin@x.fr")
         assert row.number.endswith("000001")  # the same number goes again
+
+
+def test_a_sent_invoice_cannot_be_cancelled_a_refused_one_can(billing_world):
+    tenant_id, _ = billing_world
+    first, second = _evaluate_all(tenant_id).reserved[:2]
+    with bdc_db.session_scope() as session:
+        invoices.start(session, first, "t")
+        invoices.start(session, second, "t")
+        assert not invoices.cancel(session, first, "admin", "no")  # sent: its answer may be on its way
+        invoices.bill(session, first, {}, how="sent")
+        assert not invoices.cancel(session, first, "admin", "no")  # billed at Wedof
+        invoices.fail(session, second, "gave up after 16 attempts: Wedof unavailable")
+        assert not invoices.cancel(session, second, "admin", "no")  # Wedof may hold it: only a retry settles it
+        invoices.retry(session, second, "admin")
+        invoices.start(session, second, "t2")
+        invoices.fail(session, second, "Wedof refused: number already used", [{"propertyPath": "billNumber"}],
+                      refused=True)
+        assert invoices.cancel(session, second, "admin", "Wedof refuses this number")
+    with bdc_db.session_scope() as session:
+        assert session.get(Invoice, second).status == C
+        assert evaluate.due(session, tenant_id, enrollment_ids=[session.get(Invoice, second).enrollment_id])
+        retried_reserved = session.get(Invoice, first)
+        retried_reserved.status = R  # a retried invoice was sent once: still not cancellable
+    with bdc_db.session_scope() as session:
+        assert not invoices.cancel(session, first, "admin", "no")
 
 
 def test_cancel_only_an_invoice_that_never_reached_wedof_and_its_number_is_not_reused(billing_world):

@@ -899,3 +899,19 @@ def test_lists_show_only_the_callers_tenant(world):
     assert due_a["total"] == 0
     summary_b = w.call("GET", "/invoices/summary", who="admin_b").get_json()
     assert summary_b["reserved"] == {"count": 3, "amount_incl": "3870.00"}
+
+
+def test_an_invoice_wedof_refused_can_be_cancelled_and_the_folder_billed_under_a_new_number(world):
+    w = world
+    [folder] = folders(w)
+    [invoice_id] = reserve(w, [folder])
+    with session_scope(w.database_url) as session:
+        assert invoices.start(session, invoice_id, "t")
+        assert invoices.fail(session, invoice_id, "Wedof refused: billNumber already used",
+                             [{"propertyPath": "billNumber"}], refused=True)
+    shown = w.call("GET", f"/invoices/{invoice_id}", who="admin_a").get_json()
+    assert shown["refused"] is True and shown["status"] == "failed"
+    response = w.call("POST", f"/invoices/{invoice_id}/cancel", who="admin_a", json={"reason": "numéro refusé"})
+    assert response.status_code == 200 and response.get_json()["status"] == "cancelled"
+    [item] = w.call("GET", "/invoices/due", who="admin_a").get_json()["items"]
+    assert (item["enrollment_id"], item["next_number"]) == (folder, number(2))

@@ -226,7 +226,7 @@ def cancel_invoice(invoice_id: int):
         invoice = visible_row(session, Invoice, invoice_id, "invoice")
         if not invoices.cancel(session, invoice.id, current_principal().actor, reason):
             raise ApiError(409, "not_cancellable", f"The invoice is {invoice.status.value}; only a reserved invoice "
-                                                   "never sent to Wedof can be cancelled.",
+                                                   "never sent to Wedof, or one Wedof refused, can be cancelled.",
                            invoice_status=invoice.status.value)
         session.refresh(invoice)
         return jsonify(invoice_json(invoice))

@@ -312,6 +312,7 @@ def invoice_json(invoice: Invoice) -> dict[str, Any]:
         "training_title": (invoice.document or {}).get("training_title"),
         "reason": invoice.reason,
         "violations": invoice.violations or [],
+        "refused": invoice.refused,  # Wedof refused it: an admin may cancel it and bill the folder anew
         "wedof_answer": invoice.wedof_answer,
         "released_by": invoice.released_by,
         "sent_at": iso(invoice.sent_at),

@@ -179,8 +179,9 @@ class InvoiceReport(Report):
         self.invoice_id = invoice_id
 
     def failed(self, failure: Failure) -> None:
+        refused = 400 <= (failure.details.get("status_code") or 0) < 500
         with session_scope() as session:
-            invoices.fail(session, self.invoice_id, failure.reason, failure.details.get("violations"))
+            invoices.fail(session, self.invoice_id, failure.reason, failure.details.get("violations"), refused=refused)
 
 
 def _answer(folder: dict) -> dict:

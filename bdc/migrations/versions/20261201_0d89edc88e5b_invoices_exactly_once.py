@@ -74,6 +74,7 @@ def upgrade() -> None:
     sa.Column('document', sa.JSON(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('violations', sa.JSON(), nullable=True),
+    sa.Column('refused', sa.Boolean(), nullable=False),
     sa.Column('wedof_answer', sa.JSON(), nullable=True),
     sa.Column('released_by', sa.String(length=200), nullable=True),
     sa.Column('task_id', sa.String(length=64), nullable=True),
