@@ -46,6 +46,9 @@ def test_defaults_follow_the_real_wedof_api(tmp_path, monkeypatch):
         ("BDC_RETRY_BACKOFF_BASE", "nan"),
         ("BDC_ACTION_LOST_AFTER", "0"),
         ("BDC_LIFECYCLE_INTERVAL", "forever"),
+        ("BDC_BILLING_INTERVAL", "0"),
+        ("BDC_PAYMENT_CHECK_AFTER", "-5"),
+        ("BDC_PAYMENT_CHECK_AFTER", "9999999"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(name, value):
@@ -90,7 +93,8 @@ def test_tuning_knobs_have_production_defaults_and_can_be_shortened():
     defaults = load_settings(dict(BASE))
     assert (defaults.sweep_interval, defaults.sweep_received_after, defaults.sweep_queued_after,
             defaults.sweep_processing_after, defaults.celery_visibility_timeout, defaults.lifecycle_interval,
-            defaults.action_lost_after) == (60, 10, 300, 600, 3600, 900, 600)
+            defaults.action_lost_after, defaults.billing_interval, defaults.payment_check_after) == (
+        60, 10, 300, 600, 3600, 900, 600, 600, 21600)
     short = load_settings({**BASE, "BDC_SWEEP_INTERVAL": "1", "BDC_SWEEP_QUEUED_AFTER": "2.5", "BDC_SYNC_PAGE_SIZE": "25",
                            "BDC_ACTION_LOST_AFTER": "20"})
     assert (short.sweep_interval, short.sweep_queued_after, short.sync_page_size, short.action_lost_after) == \

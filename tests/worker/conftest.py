@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.conftest import fresh_postgres_url, process_environment
+from tests.conftest import fresh_postgres_url, fresh_sqlite_url, process_environment
 from tests.support.stack import CeleryWorker, control_app
 
 STACK_DEFAULTS = {
@@ -37,6 +37,18 @@ def stack_env(redis_server, pg_cluster, pg_template, tmp_path_factory):
     """Environment of the module's processes; the test process itself uses it too."""
     env = build_stack_env(fresh_postgres_url(pg_cluster, pg_template), redis_server.url,
                           tmp_path_factory.mktemp("var"))
+    with process_environment(env):
+        yield env
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def stack_env_each_backend(request, redis_server, pg_cluster, pg_template, sqlite_template, tmp_path_factory):
+    """Like ``stack_env``, once per backend: a module aliasing it runs on PostgreSQL, then on SQLite."""
+    if request.param == "postgresql":
+        url = fresh_postgres_url(pg_cluster, pg_template)
+    else:
+        url = fresh_sqlite_url(sqlite_template, tmp_path_factory.mktemp("stack-sqlite"))
+    env = build_stack_env(url, redis_server.url, tmp_path_factory.mktemp("var"))
     with process_environment(env):
         yield env
 

@@ -30,11 +30,9 @@ from bdc.models import (
     Tenant,
 )
 from billing.evaluate import release
-from tests.conftest import fresh_postgres_url, fresh_sqlite_url, process_environment
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker
-from tests.worker.conftest import build_stack_env
 from tests.worker.helpers import insert_event, make_connection, send
 from wedof.mapping import apply_folder
 from worker.task_names import BILL_FOLDER, PROCESS_EVENT, SEND_INVOICE
@@ -43,22 +41,9 @@ from worker.tasks.billing import bill_folder, bill_folders
 PRICE = {"totalExcl": 1075, "totalIncl": 1290, "vatExclTax20": 1075, "vatInclTax20": 1290, "vat": 20}
 
 
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def stack_env(request, redis_server, pg_cluster, pg_template, sqlite_template, tmp_path_factory):
-    if request.param == "postgresql":
-        url = fresh_postgres_url(pg_cluster, pg_template)
-    else:
-        url = fresh_sqlite_url(sqlite_template, tmp_path_factory.mktemp("billing-sqlite"))
-    env = build_stack_env(url, redis_server.url, tmp_path_factory.mktemp("var"))
-    with process_environment(env):
-        yield env
-
-
 @pytest.fixture(scope="module")
-def events_worker(stack_env, output_dir):
-    worker = CeleryWorker(stack_env, queues="events", concurrency=2, log_dir=output_dir / "logs").start()
-    yield worker
-    worker.stop()
+def stack_env(stack_env_each_backend):
+    return stack_env_each_backend  # every test here runs on PostgreSQL and on SQLite (events_worker follows)
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,8 @@ from bdc.models import (
     WedofConnection,
 )
 from lifecycle import actions
-from tests.conftest import fresh_postgres_url, fresh_sqlite_url, process_environment
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
-from tests.support.stack import CeleryWorker
-from tests.worker.conftest import build_stack_env
 from tests.worker.helpers import insert_event, make_connection, send
 from wedof.client import WedofClient
 from wedof.mapping import apply_folder
@@ -45,22 +42,9 @@ SESSION = {"sessionStartDate": f"{TODAY - timedelta(days=30)}T00:00:00.000Z",
 CODES = {"normal_end_code": "8", "abandon_code": "9", "cancel_code": "4"}  # the sandbox's own reasons
 
 
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def stack_env(request, redis_server, pg_cluster, pg_template, sqlite_template, tmp_path_factory):
-    if request.param == "postgresql":
-        url = fresh_postgres_url(pg_cluster, pg_template)
-    else:
-        url = fresh_sqlite_url(sqlite_template, tmp_path_factory.mktemp("lifecycle-sqlite"))
-    env = build_stack_env(url, redis_server.url, tmp_path_factory.mktemp("var"))
-    with process_environment(env):
-        yield env
-
-
 @pytest.fixture(scope="module")
-def events_worker(stack_env, output_dir):
-    worker = CeleryWorker(stack_env, queues="events", concurrency=2, log_dir=output_dir / "logs").start()
-    yield worker
-    worker.stop()
+def stack_env(stack_env_each_backend):
+    return stack_env_each_backend  # every test here runs on PostgreSQL and on SQLite (events_worker follows)
 
 
 @pytest.fixture(scope="module")
