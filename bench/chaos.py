@@ -390,7 +390,7 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "lifecycle_declarations_duplicated_zero": lifecycle["duplicated"] == 0,
         "lifecycle_declarations_early_zero": lifecycle["early"] == 0,
         "lifecycle_happened": lifecycle["transition_calls"] > 0 or config.lifecycle_share == 0,
-        "invoices_missing_zero": billing["missing"] == 0,
+        "invoices_missing_zero": billing["missing"] == 0 or not config.billing,  # off: the folders wait, as asked
         "invoices_duplicated_zero": billing["duplicated"] == 0,
         "folders_double_billed_zero": billing["double_billed"] == 0,
         "billing_happened": billing["billing_calls"] > 0 or not config.billing,

@@ -167,11 +167,19 @@ def paid_by_state(session: Session, tenant_id: int, enrollment_ids: list[int] | 
 
 
 def worth_billing(session: Session, tenant_id: int, enrollment_id: int) -> bool:
-    """Whether an applied folder may change an invoice: billing is on and the folder is at a billing step."""
+    """Whether an applied folder may change an invoice (billing on): ``toBill`` without a live invoice (due),
+    or a folder Wedof shows billed or paid while its invoice is not there yet. Folders billed long ago, and
+    their many later webhooks, ask for nothing."""
     if mode_of(settings_of(session, tenant_id)) == BillingMode.OFF:
         return False
     state = session.scalar(select(Enrollment.wedof_billing_state).where(Enrollment.id == enrollment_id))
-    return state in ("toBill", "billed", "paid")
+    behind = {"toBill": (), "billed": (InvoiceStatus.RESERVED, InvoiceStatus.SENT),
+              "paid": (InvoiceStatus.RESERVED, InvoiceStatus.SENT, InvoiceStatus.BILLED)}.get(state)
+    if behind is None:
+        return False
+    live = select(Invoice.status).where(Invoice.enrollment_id == enrollment_id, Invoice.status.in_(sorted(invoices.LIVE)))
+    current = session.scalar(live)
+    return current is None if state == "toBill" else current in behind
 
 
 class NotReleasable(ValueError):

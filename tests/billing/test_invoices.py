@@ -225,6 +225,27 @@ def test_stranded_invoices_are_handed_back_once_their_task_is_presumed_lost(bill
         assert evaluate.hand_back(session, tenant_id) == [reserved[0], reserved[3]]
 
 
+def test_worth_billing_only_while_an_invoice_is_due_or_behind_wedof(billing_world):
+    tenant_id, ids = billing_world
+    invoice_id = _evaluate_all(tenant_id).reserved[0]
+    with bdc_db.session_scope() as session:
+        enrollment_id = session.get(Invoice, invoice_id).enrollment_id
+        assert not evaluate.worth_billing(session, tenant_id, enrollment_id)  # toBill but invoiced: nothing to do
+        session.get(Enrollment, enrollment_id).wedof_billing_state = "billed"
+    with bdc_db.session_scope() as session:
+        assert evaluate.worth_billing(session, tenant_id, enrollment_id)  # Wedof shows billed, ours is reserved
+        invoices.start(session, invoice_id, "t")
+        invoices.bill(session, invoice_id, {}, how="sent")
+    with bdc_db.session_scope() as session:
+        assert not evaluate.worth_billing(session, tenant_id, enrollment_id)  # both billed: a later webhook, nothing
+        session.get(Enrollment, enrollment_id).wedof_billing_state = "paid"
+    with bdc_db.session_scope() as session:
+        assert evaluate.worth_billing(session, tenant_id, enrollment_id)  # paid at Wedof: ours follows
+        invoices.pay(session, invoice_id, paid_on=None, amount=None, source="billingState")
+    with bdc_db.session_scope() as session:
+        assert not evaluate.worth_billing(session, tenant_id, enrollment_id)
+
+
 def test_worth_billing_only_when_billing_is_on_and_the_folder_is_at_a_billing_step(billing_world):
     tenant_id, ids = billing_world
     with bdc_db.session_scope() as session:

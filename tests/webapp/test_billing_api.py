@@ -128,7 +128,7 @@ def snapshot(w) -> dict:
 
 
 def sends(redis_client) -> list[tuple[str, list]]:
-    return [(m["task"], m["args"]) for m in queued_messages(redis_client, "events")]
+    return [(m["task"], m["args"]) for m in queued_messages(redis_client, "sync")]
 
 
 def today() -> date:
@@ -420,7 +420,7 @@ def test_a_failed_invoice_shows_why_and_is_retried_with_the_same_number(world, r
     assert response.status_code == 202, response.get_data(as_text=True)
     data = response.get_json()
     assert data["invoice_id"] == invoice_id and data["status"] == "reserved"
-    [message] = queued_messages(redis_client, "events")
+    [message] = queued_messages(redis_client, "sync")
     assert (message["task"], message["args"], message["id"]) == (SEND, [invoice_id], data["task_id"])
     retried = row(w, invoice_id)
     assert (retried.status, retried.number, retried.reason, retried.violations) == (

@@ -370,5 +370,5 @@ def test_billing_totals_a_failed_invoice_and_its_retry_in_the_browser(billing_st
                            timeout=10).json()
     assert (invoice["status"], invoice["number"], invoice["reason"]) == ("reserved", failed_number, None)
     assert invoice["released_by"] == f"user:{ids['admin']}"
-    assert [(m["task"], m["args"]) for m in queued_messages(billing_stack["broker"], "events")] == [
+    assert [(m["task"], m["args"]) for m in queued_messages(billing_stack["broker"], "sync")] == [
         ("wedof.send_invoice", [ids["failed"]])]

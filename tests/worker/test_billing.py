@@ -4,7 +4,8 @@ In every case, the sandbox's own count of accepted ``/billing`` calls is the tru
 folder, one number per folder, no number used twice, no gap in the series. Covered: the flow from the
 ``toBill`` webhook to ``paid`` (amount and date from ``/payments``); a refusal shown with its violations
 and never resent; the lost answer (Wedof applies the POST, the connection drops); a worker SIGKILLed
-between the reservation and the POST, and again between the POST and its record.
+between the reservation and the POST, and again between the POST and its record (in
+``test_billing_kills.py``, where no other worker runs).
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ PRICE = {"totalExcl": 1075, "totalIncl": 1290, "vatExclTax20": 1075, "vatInclTax
 @pytest.fixture(scope="module")
 def stack_env(stack_env_each_backend):
     return stack_env_each_backend  # every test here runs on PostgreSQL and on SQLite (events_worker follows)
+
+
+@pytest.fixture(scope="module")
+def events_worker(stack_env, output_dir):
+    """Both queues: the webhooks on events, billing on sync (a worker of each in production)."""
+    worker = CeleryWorker(stack_env, queues="events,sync", concurrency=2, log_dir=output_dir / "logs").start()
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -208,35 +217,6 @@ def test_a_lost_answer_is_billed_after_a_re_read_never_a_second_post(stack_env, 
         how = session.scalars(select(AuditLog.details).where(AuditLog.action == "billing.billed",
                                                              AuditLog.target_id == str(billed.id))).one()
         assert how["how"] == "found"
-    assert_series_intact(tenant_id)
-
-
-@pytest.mark.parametrize("hold", [
-    {"method": "GET", "when": "before"},  # killed after the reservation, before the POST
-    {"method": "POST", "when": "after"},  # killed after Wedof applied the POST, before its record
-], ids=["before-post", "after-post"])
-def test_a_worker_killed_around_the_post_bills_once(stack_env, broker, sandbox, faults, output_dir, hold):
-    tenant_id, _ = tenant(sandbox)
-    enrollment_id, external_id, _ = to_bill(sandbox, tenant_id)
-    sandbox.control("PUT", "/hold", json={**hold, "path_contains": f"/registrationFolders/{external_id}",
-                                          "ms": 60_000, "count": 1})
-    worker = CeleryWorker(stack_env, queues="events", concurrency=1, log_dir=output_dir / "logs").start()
-    try:
-        send(broker, BILL_FOLDER, [enrollment_id])
-        wait_until(lambda: sandbox.control("GET", "/hold")["hits"] >= 1, timeout=60, message="the held call")
-        sent = invoice_of(enrollment_id)
-        assert sent.status == InvoiceStatus.SENT  # the intent was committed before the call
-        worker.kill()
-    finally:
-        worker.stop()
-    sandbox.control("DELETE", "/hold")
-    assert billing_calls(sandbox, external_id) == (1 if hold["method"] == "POST" else 0)
-    # A new worker: Redis hands the unacknowledged message back (same task id), which reads the folder first.
-    with CeleryWorker(stack_env, queues="events", concurrency=1, log_dir=output_dir / "logs").start():
-        billed = wait_for(enrollment_id, {InvoiceStatus.BILLED, InvoiceStatus.FAILED}, timeout=120)
-    assert billed.status == InvoiceStatus.BILLED and billed.number == sent.number
-    assert billing_calls(sandbox, external_id) == 1
-    assert wedof_folder(sandbox, external_id)["billNumber"] == sent.number
     assert_series_intact(tenant_id)
 
 
