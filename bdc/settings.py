@@ -66,6 +66,7 @@ class Settings:
     lifecycle_interval: float = 900.0
     action_lost_after: float = 600.0
     billing_interval: float = 600.0
+    billing_batch: int = 200
     payment_check_after: float = 6 * 3600.0
     extra: dict = field(default_factory=dict)
 
@@ -229,6 +230,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         lifecycle_interval=_float("BDC_LIFECYCLE_INTERVAL", get("BDC_LIFECYCLE_INTERVAL") or "900", 0.4, 24 * 3600),
         action_lost_after=_float("BDC_ACTION_LOST_AFTER", get("BDC_ACTION_LOST_AFTER") or "600", 1, WEEK),
         billing_interval=_float("BDC_BILLING_INTERVAL", get("BDC_BILLING_INTERVAL") or "600", 0.4, 24 * 3600),
+        billing_batch=_int("BDC_BILLING_BATCH", get("BDC_BILLING_BATCH") or "200", 1, 10_000),
         payment_check_after=_float("BDC_PAYMENT_CHECK_AFTER", get("BDC_PAYMENT_CHECK_AFTER") or "21600", 0, WEEK),
     )
 

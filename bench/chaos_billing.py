@@ -3,7 +3,8 @@ counts invoices missing, duplicated and double-billed, with the sandbox's own co
 ``/billing`` calls per folder as the truth.
 
 Folders reach ``toBill`` as at Wedof: the seeded ones the financer already validated (found by the
-first sync), and those the simulation moves to ``serviceDoneValidated`` during the window. The
+first sync, billed a batch per beat run), and those the simulation moves to ``serviceDoneValidated``
+during the window (most of them: 5,000 changes walk some 800 folders to the financer's validation). The
 simulation does not bill for the organism (``organism_billing: false``): every ``/billing`` call the
 sandbox counts is ours. The simulation still pays billed folders, so the paid path runs too.
 """

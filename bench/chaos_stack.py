@@ -63,6 +63,7 @@ def stack_env(database_url: str, redis_url: str, receiver_url: str, var_dir: Pat
         "BDC_ACTION_LOST_AFTER": "20",  # an action whose task died with a worker or a Redis outage goes again soon
         "BDC_LIFECYCLE_INTERVAL": "3",  # the rules run often: the evidence recorded during the window is acted on
         "BDC_BILLING_INTERVAL": "3",  # due folders and stranded invoices are found within seconds
+        "BDC_BILLING_BATCH": "25",  # the seeded backlog (~900 folders toBill) is billed over the window
         "BDC_PAYMENT_CHECK_AFTER": "30",
         "WEDOF_SYNC_ENABLED": "true",
         "WEDOF_SYNC_INTERVAL": str(sync_interval),  # beat's incremental syncs race the webhooks

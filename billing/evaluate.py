@@ -104,10 +104,16 @@ def due(session: Session, tenant_id: int, *, after_id: int = 0, enrollment_ids: 
     return found
 
 
-def document_of(session: Session, enrollment: Enrollment, settings: BillingSettings) -> dict:
-    """What the invoice prints, frozen at reservation (seller, beneficiary, training)."""
-    tenant = session.get(Tenant, enrollment.tenant_id)
+def seller_of(session: Session, settings: BillingSettings) -> dict:
+    """The seller block of the tenant's invoices: its name, its organism's SIRET, the address from the settings."""
+    tenant = session.get(Tenant, settings.tenant_id)
     siret = session.scalar(select(WedofConnection.organism_siret).where(WedofConnection.tenant_id == tenant.id))
+    return {"seller_name": tenant.name, "seller_siret": siret, "seller_address": settings.seller_address,
+            "vat_mention": settings.vat_mention}
+
+
+def document_of(enrollment: Enrollment, seller: dict) -> dict:
+    """What the invoice prints, frozen at reservation (seller, beneficiary, training)."""
     beneficiary = enrollment.beneficiary
     user = beneficiary.user
     name = " ".join(part for part in (user.first_name, user.last_name) if part) or (user.email or "")
@@ -115,26 +121,23 @@ def document_of(session: Session, enrollment: Enrollment, settings: BillingSetti
                                           " ".join(p for p in (beneficiary.postal_code, beneficiary.city) if p))
                         if part)
     program = enrollment.program
-    return {"seller_name": tenant.name, "seller_siret": siret, "seller_address": settings.seller_address,
-            "beneficiary_name": name, "beneficiary_address": address or None,
+    return {**seller, "beneficiary_name": name, "beneficiary_address": address or None,
             "training_title": program.name if program else "",
             "session_start": enrollment.session_start_date.isoformat() if enrollment.session_start_date else None,
-            "session_end": enrollment.session_end_date.isoformat() if enrollment.session_end_date else None,
-            "vat_mention": settings.vat_mention}
+            "session_end": enrollment.session_end_date.isoformat() if enrollment.session_end_date else None}
 
 
 def reserve_due(session: Session, settings: BillingSettings, dues: list[Due], actor: str) -> list[Invoice]:
     """Number and record an invoice for each due folder that has a price (in the caller's transaction)."""
-    issued = tenant_today(session, settings.tenant_id)
+    issued, seller = tenant_today(session, settings.tenant_id), seller_of(session, settings)
     return [invoices.reserve(session, item.enrollment, item.amounts, number_format=settings.number_format,
-                             issued=issued, mode=settings.mode, actor=actor,
-                             document=document_of(session, item.enrollment, settings))
+                             issued=issued, mode=settings.mode, actor=actor, document=document_of(item.enrollment, seller))
             for item in dues if item.amounts is not None]
 
 
 def evaluate_page(session: Session, settings: BillingSettings, *, after_id: int = 0,
                   enrollment_ids: list[int] | None = None, limit: int = PAGE_SIZE) -> Outcome:
-    """Auto mode: reserve a page of due folders. Every mode: hand back stranded invoices, record payments."""
+    """Auto mode: reserve a page of (at most ``limit``) due folders; the page ends at the last one read."""
     dues = due(session, settings.tenant_id, after_id=after_id, enrollment_ids=enrollment_ids, limit=limit)
     outcome = Outcome(last_id=dues[-1].enrollment.id if dues else None, due=len(dues))
     outcome.problems = {item.enrollment.external_id: item.problem for item in dues if item.problem}

@@ -47,6 +47,7 @@ def test_defaults_follow_the_real_wedof_api(tmp_path, monkeypatch):
         ("BDC_ACTION_LOST_AFTER", "0"),
         ("BDC_LIFECYCLE_INTERVAL", "forever"),
         ("BDC_BILLING_INTERVAL", "0"),
+        ("BDC_BILLING_BATCH", "0"),
         ("BDC_PAYMENT_CHECK_AFTER", "-5"),
         ("BDC_PAYMENT_CHECK_AFTER", "9999999"),
     ],

@@ -256,3 +256,16 @@ def test_worth_billing_only_when_billing_is_on_and_the_folder_is_at_a_billing_st
         _settings(session, tenant_id).mode = BillingMode.OFF
     with bdc_db.session_scope() as session:
         assert not evaluate.worth_billing(session, tenant_id, ids[0])
+
+
+def test_the_beat_numbers_at_most_a_batch_of_due_folders_per_tenant_and_run(billing_world, app_env, db_url):
+    from worker.tasks.billing import bill_folders
+
+    tenant_id, ids = billing_world
+    app_env(database_url=db_url, bdc_billing_batch="3", redis_url="redis://127.0.0.1:9/0")  # no broker: queued later
+    first = bill_folders(tenant_id)
+    assert (first["reserved"], first["due"]) == (3, 3)
+    second = bill_folders(tenant_id)
+    assert second["reserved"] == 1 and bill_folders(tenant_id)["reserved"] == 0
+    with bdc_db.session_scope() as session:
+        assert sorted(session.scalars(select(Invoice.enrollment_id))) == sorted(ids)

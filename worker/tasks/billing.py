@@ -48,11 +48,13 @@ def _send_invoices(invoice_ids: list[int]) -> None:
             invoices.mark_queued(session, queued)
 
 
-def _evaluate(settings_id: int, enrollment_ids: list[int] | None = None, after_id: int = 0):
+def _evaluate(settings_id: int, enrollment_ids: list[int] | None = None, after_id: int = 0,
+              limit: int = evaluate.PAGE_SIZE):
     def unit():
         with session_scope() as session:
             settings = session.get(BillingSettings, settings_id)
-            outcome = evaluate.evaluate_page(session, settings, after_id=after_id, enrollment_ids=enrollment_ids)
+            outcome = evaluate.evaluate_page(session, settings, after_id=after_id, enrollment_ids=enrollment_ids,
+                                             limit=limit)
             outcome.paid = evaluate.paid_by_state(session, settings.tenant_id, enrollment_ids)
             outcome.to_send += [i for i in evaluate.hand_back(session, settings.tenant_id, enrollment_ids)
                                 if i not in outcome.to_send]
@@ -95,10 +97,14 @@ def bill_folders(self, tenant_id=None):
     with session_scope() as session:
         settings_ids = _billing_settings(session, tenant_id)
     totals = {"tenants": len(settings_ids), "due": 0, "reserved": 0, "sent": 0, "paid": 0, "problems": 0}
+    batch = get_settings().billing_batch
     for settings_id in settings_ids:
-        after = 0
-        while after is not None:
-            outcome = _evaluate(settings_id, after_id=after)
+        # At most a batch of due folders per tenant and run: a backlog of hundreds (billing just turned on)
+        # is billed over a few runs, never in one burst that would hold every worker and Wedof's rate.
+        after, budget = 0, batch
+        while after is not None and budget > 0:
+            outcome = _evaluate(settings_id, after_id=after, limit=min(evaluate.PAGE_SIZE, budget))
+            budget -= outcome.due
             _send_invoices(outcome.to_send)
             after = outcome.last_id
             totals["due"] += outcome.due
