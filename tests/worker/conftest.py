@@ -72,3 +72,15 @@ def sync_worker(stack_env, output_dir):
     worker = CeleryWorker(stack_env, queues="sync", concurrency=1, log_dir=output_dir / "logs").start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def faults(sandbox):
+    """``faults(**values)`` sets the module sandbox's API faults for one test; all off again afterwards,
+    with any hold cleared."""
+    def set_faults(**values):
+        sandbox.control("PUT", "/faults", json={"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "drop_rate": 0,
+                                                "lost_answer_rate": 0, "retry_after": 1, **values})
+    yield set_faults
+    set_faults()
+    sandbox.control("DELETE", "/hold")

@@ -61,15 +61,6 @@ def sandbox():
         yield sbx
 
 
-@pytest.fixture
-def faults(sandbox):
-    def set_faults(**values):
-        sandbox.control("PUT", "/faults", json={"error_rate": 0, "drop_rate": 0, "lost_answer_rate": 0, **values})
-    yield set_faults
-    set_faults()
-    sandbox.control("DELETE", "/hold")
-
-
 _used: set[str] = set()
 
 

@@ -35,12 +35,6 @@ def sandbox():
         yield sbx
 
 
-@pytest.fixture
-def faults(sandbox):
-    yield
-    sandbox.control("DELETE", "/hold")
-
-
 @pytest.mark.parametrize("hold", [
     {"method": "GET", "when": "before"},  # killed after the reservation, before the POST
     {"method": "POST", "when": "after"},  # killed after Wedof applied the POST, before its record

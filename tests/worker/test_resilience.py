@@ -45,15 +45,6 @@ def sandbox():
         yield sbx
 
 
-@pytest.fixture
-def faults(sandbox):
-    def set_faults(**values):
-        sandbox.control("PUT", "/faults", json={"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0,
-                                               "drop_rate": 0, "retry_after": 1, **values})
-    yield set_faults
-    set_faults()
-
-
 def truth(sandbox) -> list[dict]:
     return json.loads(requests.get(f"{sandbox.url}/_sandbox/truth", timeout=60).content)
 
