@@ -269,3 +269,18 @@ def test_the_beat_numbers_at_most_a_batch_of_due_folders_per_tenant_and_run(bill
     assert second["reserved"] == 1 and bill_folders(tenant_id)["reserved"] == 0
     with bdc_db.session_scope() as session:
         assert sorted(session.scalars(select(Invoice.enrollment_id))) == sorted(ids)
+
+
+def test_a_tenant_whose_connection_is_off_never_stops_the_beat_for_the_others(billing_world, app_env, db_url):
+    from bdc.models import WedofConnection
+    from worker.tasks.billing import bill_folders
+
+    tenant_id, _ = billing_world
+    invoice_id = _evaluate_all(tenant_id).reserved[0]
+    with bdc_db.session_scope() as session:
+        invoices.start(session, invoice_id, "t")
+        invoices.bill(session, invoice_id, {}, how="sent")  # billed: its payments are due to be read
+        session.scalars(select(WedofConnection)).one().enabled = False
+    app_env(database_url=db_url, redis_url="redis://127.0.0.1:9/0")
+    result = bill_folders()
+    assert result["status"] == "ok" and result["payments_skipped"] == [1] and result["paid"] == 0
