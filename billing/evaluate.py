@@ -58,9 +58,11 @@ class Outcome:
     last_id: int | None = None
     due: int = 0
     reserved: list[int] = field(default_factory=list)
-    to_send: list[int] = field(default_factory=list)
-    paid: int = 0
     problems: dict[str, str] = field(default_factory=dict)  # folder number -> why it is not invoiced
+
+    @property
+    def to_send(self) -> list[int]:
+        return list(self.reserved)  # what the page reserved goes to Wedof
 
 
 def settings_of(session: Session, tenant_id: int) -> BillingSettings | None:
@@ -84,15 +86,20 @@ def _due_query(tenant_id: int):
             .where(Enrollment.tenant_id == tenant_id, Enrollment.external_id.is_not(None),
                    Enrollment.wedof_billing_state == "toBill", Enrollment.wedof_state.in_(SERVICE_DONE_STATES),
                    ~live)
-            .options(selectinload(Enrollment.beneficiary).selectinload(Beneficiary.user),
-                     selectinload(Enrollment.program))
             .order_by(Enrollment.id))
 
 
 def due(session: Session, tenant_id: int, *, after_id: int = 0, enrollment_ids: list[int] | None = None,
-        limit: int = PAGE_SIZE) -> list[Due]:
-    """A page of folders due an invoice (by id after ``after_id``, or among the given ones)."""
+        limit: int = PAGE_SIZE, to_invoice: bool = False) -> list[Due]:
+    """A page of folders due an invoice (by id after ``after_id``, or among the given ones).
+
+    ``to_invoice``: their beneficiaries and programs are loaded too (two queries for the page), for
+    the invoices' documents; lists and counts do without.
+    """
     query = _due_query(tenant_id)
+    if to_invoice:
+        query = query.options(selectinload(Enrollment.beneficiary).selectinload(Beneficiary.user),
+                              selectinload(Enrollment.program))
     query = query.where(Enrollment.id.in_(enrollment_ids)) if enrollment_ids is not None else \
         query.where(Enrollment.id > after_id).limit(limit)
     found = []
@@ -138,13 +145,13 @@ def reserve_due(session: Session, settings: BillingSettings, dues: list[Due], ac
 def evaluate_page(session: Session, settings: BillingSettings, *, after_id: int = 0,
                   enrollment_ids: list[int] | None = None, limit: int = PAGE_SIZE) -> Outcome:
     """Auto mode: reserve a page of (at most ``limit``) due folders; the page ends at the last one read."""
-    dues = due(session, settings.tenant_id, after_id=after_id, enrollment_ids=enrollment_ids, limit=limit)
+    dues = due(session, settings.tenant_id, after_id=after_id, enrollment_ids=enrollment_ids, limit=limit,
+               to_invoice=settings.mode == BillingMode.AUTO)
     outcome = Outcome(last_id=dues[-1].enrollment.id if dues else None, due=len(dues))
     outcome.problems = {item.enrollment.external_id: item.problem for item in dues if item.problem}
     if settings.mode == BillingMode.AUTO:
         created = reserve_due(session, settings, dues, actor="auto")
         outcome.reserved = [invoice.id for invoice in created]
-        outcome.to_send += outcome.reserved
     return outcome
 
 
@@ -175,13 +182,18 @@ def worth_billing(session: Session, tenant_id: int, enrollment_id: int) -> bool:
     their many later webhooks, ask for nothing."""
     if mode_of(settings_of(session, tenant_id)) == BillingMode.OFF:
         return False
-    state = session.scalar(select(Enrollment.wedof_billing_state).where(Enrollment.id == enrollment_id))
+    # One read on the webhook's hot path: the folder's billing state and its live invoice, if any.
+    row = session.execute(
+        select(Enrollment.wedof_billing_state, Invoice.status)
+        .outerjoin(Invoice, (Invoice.enrollment_id == Enrollment.id) & Invoice.status.in_(sorted(invoices.LIVE)))
+        .where(Enrollment.id == enrollment_id)).first()
+    if row is None:
+        return False
+    state, current = row
     behind = {"toBill": (), "billed": (InvoiceStatus.RESERVED, InvoiceStatus.SENT),
               "paid": (InvoiceStatus.RESERVED, InvoiceStatus.SENT, InvoiceStatus.BILLED)}.get(state)
     if behind is None:
         return False
-    live = select(Invoice.status).where(Invoice.enrollment_id == enrollment_id, Invoice.status.in_(sorted(invoices.LIVE)))
-    current = session.scalar(live)
     return current is None if state == "toBill" else current in behind
 
 
@@ -198,7 +210,7 @@ def release(session: Session, settings: BillingSettings | None, enrollment_ids: 
         raise NotReleasable(f"billing is {mode.value!r} for this tenant: set the mode to 'approve' to release "
                             "invoices" if mode == BillingMode.DRY_RUN else
                             f"billing is {mode.value!r} for this tenant: turn it on first")
-    dues = due(session, settings.tenant_id, enrollment_ids=enrollment_ids)
+    dues = due(session, settings.tenant_id, enrollment_ids=enrollment_ids, to_invoice=True)
     created = reserve_due(session, settings, dues, actor=actor)
     why = {item.enrollment.id: item.problem for item in dues if item.problem}
     found = {item.enrollment.id for item in dues}

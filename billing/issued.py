@@ -35,7 +35,7 @@ def document_of(invoice: Invoice) -> InvoiceDocument:
         session_start=_day(frozen.get("session_start")), session_end=_day(frozen.get("session_end")),
         amount_excl=invoice.amount_excl, vat_rate=invoice.vat_rate, vat_amount=invoice.vat_amount,
         amount_incl=invoice.amount_incl, currency=invoice.currency,
-        vat_mention=frozen.get("vat_mention"), financer="Caisse des Dépôts (CPF)",
+        vat_mention=frozen.get("vat_mention"), financer=frozen.get("financer"),  # printed only when known
     )
 
 

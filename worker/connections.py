@@ -51,8 +51,8 @@ def client_for(connection: WedofConnection, **client_options) -> WedofClient:
 def tenant_client(tenant_id: int) -> WedofClient:
     """The tenant's client for a declaration or an invoice: one attempt per call.
 
-    These tasks share the events workers with the inbox, so they never sleep out a 429 or a backoff
-    in a worker slot; the task policy retries them with a countdown, and each retry reads the folder
+    They never sleep out a 429 or a backoff in a worker slot (declarations share the events workers
+    with the inbox); the task policy retries them with a countdown, and each retry reads the folder
     again before anything is sent. (In-task retries: inbox p50 1.7 s in the chaos run against 0.4 s
     with one attempt; 0.1 s without the lifecycle.) Raises :class:`Refused` without a usable connection.
     """

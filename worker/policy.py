@@ -140,6 +140,11 @@ class Failure:
             return cls(f"Redis unavailable: {type(error).__name__}: {error}", True)
         return cls(f"unexpected error: {type(error).__name__}: {short(error, 500)}", False, unexpected=True)
 
+    @property
+    def refused_by_wedof(self) -> bool:
+        """Wedof answered 4xx: the request itself was refused (never retried)."""
+        return 400 <= (self.details.get("status_code") or 0) < 500
+
     def gave_up(self, attempts: int) -> Failure:
         return replace(self, reason=f"gave up after {attempts} attempts: {self.reason}", transient=False)
 

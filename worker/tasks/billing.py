@@ -49,20 +49,24 @@ def _send_invoices(invoice_ids: list[int]) -> None:
 
 
 def _evaluate(settings_id: int, enrollment_ids: list[int] | None = None, after_id: int = 0,
-              limit: int = evaluate.PAGE_SIZE):
+              limit: int = evaluate.PAGE_SIZE) -> evaluate.Outcome:
+    """One page of due folders (or the given ones): reserved in auto mode."""
     def unit():
         with session_scope() as session:
-            settings = session.get(BillingSettings, settings_id)
-            outcome = evaluate.evaluate_page(session, settings, after_id=after_id, enrollment_ids=enrollment_ids,
-                                             limit=limit)
-            outcome.paid = evaluate.paid_by_state(session, settings.tenant_id, enrollment_ids)
-            outcome.to_send += [i for i in evaluate.hand_back(session, settings.tenant_id, enrollment_ids)
-                                if i not in outcome.to_send]
-            return outcome
+            return evaluate.evaluate_page(session, session.get(BillingSettings, settings_id), after_id=after_id,
+                                          enrollment_ids=enrollment_ids, limit=limit)
 
     # Two evaluations reserving for one folder at once: the unique live index lets one win; the
     # other rolls back (giving its number back) and finds the folder invoiced on its next try.
     return retry_on_conflict(unit, "billing evaluation")
+
+
+def _settle(settings_id: int, enrollment_ids: list[int] | None = None) -> tuple[int, list[int]]:
+    """Once per run, whatever the mode: (invoices paid by the folder's state, stranded invoices to send again)."""
+    with session_scope() as session:
+        tenant_id = session.get(BillingSettings, settings_id).tenant_id
+        return (evaluate.paid_by_state(session, tenant_id, enrollment_ids),
+                evaluate.hand_back(session, tenant_id, enrollment_ids))
 
 
 def _billing_settings(session, tenant_id: int | None = None) -> list[int]:
@@ -83,10 +87,13 @@ def bill_folder(self, enrollment_id):
     if not settings_ids:
         return {"status": "skipped", "reason": "billing is off for the tenant"}
     outcome = _evaluate(settings_ids[0], enrollment_ids=[enrollment_id])
-    _send_invoices(outcome.to_send)
-    if outcome.paid:
+    _send_invoices(outcome.to_send)  # queued now: the settling below leaves them to their task
+    paid, stranded = _settle(settings_ids[0], [enrollment_id])
+    _send_invoices(stranded)
+    to_send = outcome.to_send + stranded
+    if paid:
         _check_payments(settings_ids[0], enrollment_id)  # paid now: the payment's amount and date at once
-    return {"status": "ok", "reserved": outcome.reserved, "to_send": outcome.to_send, "paid": outcome.paid,
+    return {"status": "ok", "reserved": outcome.reserved, "to_send": to_send, "paid": paid,
             "problems": outcome.problems}
 
 
@@ -110,8 +117,11 @@ def bill_folders(self, tenant_id=None):
             totals["due"] += outcome.due
             totals["reserved"] += len(outcome.reserved)
             totals["sent"] += len(outcome.to_send)
-            totals["paid"] += outcome.paid
             totals["problems"] += len(outcome.problems)
+        paid, stranded = _settle(settings_id)  # after the pages: what they queued is left to its task
+        _send_invoices(stranded)
+        totals["sent"] += len(stranded)
+        totals["paid"] += paid
         try:
             totals["paid"] += _check_payments(settings_id)
         except Refused as exc:  # this tenant's connection is off or keyless: the other tenants go on
@@ -189,9 +199,9 @@ class InvoiceReport(Report):
         self.invoice_id = invoice_id
 
     def failed(self, failure: Failure) -> None:
-        refused = 400 <= (failure.details.get("status_code") or 0) < 500
         with session_scope() as session:
-            invoices.fail(session, self.invoice_id, failure.reason, failure.details.get("violations"), refused=refused)
+            invoices.fail(session, self.invoice_id, failure.reason, failure.details.get("violations"),
+                          refused=failure.refused_by_wedof)
 
 
 def _answer(folder: dict) -> dict:

@@ -118,7 +118,7 @@ class ActionReport(Report):
         self.action_id = action_id
 
     def failed(self, failure: Failure) -> None:
-        refused = 400 <= (failure.details.get("status_code") or 0) < 500
+        refused = failure.refused_by_wedof
         with session_scope() as session:
             actions.finish(session, self.action_id, ActionStatus.REFUSED if refused else ActionStatus.FAILED,
                            reason=failure.reason,
@@ -175,7 +175,7 @@ def _answer(folder: dict) -> dict:
                                                      "canceledByOrganismDate") if k in history}}
 
 
-# Each Wedof call is one attempt (see _client), so transient failures spend retries fast: 16 attempts
+# Each Wedof call is one attempt (see tenant_client), so transient failures spend retries fast: 16 attempts
 # span about 45 min of Wedof or database trouble in production (backoff from 2 s, at most 5 min apart)
 # before the action is failed and staff are told.
 @app.task(base=PolicyTask, bind=True, name=CARRY_OUT_ACTION, max_retries=15)
