@@ -176,10 +176,12 @@ def _chaos_plan(config: ChaosConfig, database) -> list[tuple[float, str]]:
 
 def _run_chaos(config: ChaosConfig, stack: Stack, redis: AofRedisServer, database, timeline: Timeline,
                stop: threading.Event) -> None:
-    for fraction, action in _chaos_plan(config, database):
+    for fraction, action in [*_chaos_plan(config, database), (1.0, "window_end")]:
         due = timeline.started + fraction * config.duration
         while time.monotonic() < due and not stop.is_set():
-            time.sleep(0.1)
+            for name in stack.restart_dead_workers():
+                timeline.note(f"worker {name}: exited on its own, restarted")
+            time.sleep(0.5)
         if stop.is_set():
             return
         if action == "kill_worker":
@@ -192,6 +194,8 @@ def _run_chaos(config: ChaosConfig, stack: Stack, redis: AofRedisServer, databas
             _outage(timeline, "redis", config.redis_outage, redis.stop, redis.start)
         elif action == "database_outage":
             _outage(timeline, "postgresql", config.database_outage, database.stop, database.start_again)
+        elif action == "window_end":
+            return
         elif action == "restart_receiver":
             timeline.note("receiver: restart")
             stack.restart_receiver()

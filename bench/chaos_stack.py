@@ -189,6 +189,14 @@ class Stack:
         """SIGKILL the worker's whole process group (parent and pool children), like a crashed host."""
         self.workers[name].kill()
 
+    def restart_dead_workers(self) -> list[str]:
+        """Start again a worker that exited on its own, as the deployment's ``restart: unless-stopped``
+        does (kombu can end a worker during a Redis outage, #14); returns their names."""
+        dead = [name for name, worker in self.workers.items() if not worker.alive()]
+        for name in dead:
+            self.start_worker(name)
+        return dead
+
     def health(self) -> dict[str, str]:
         """Each current process: "alive", or how it ended (a worker may die on its own, e.g. when the
         broker vanishes under it: kombu can raise "Unrecoverable error" and exit)."""
