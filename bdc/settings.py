@@ -21,6 +21,7 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("BDC_VAR_DIR", PROJECT_ROOT / "var"))
 SIGNATURE_ALGORITHMS = ("sha256", "sha512")
+SMTP_TLS_MODES = ("none", "starttls", "ssl")
 ENVIRONMENTS = ("development", "test", "production")
 WEEK = 7 * 24 * 3600
 _TRUE = {"1", "true", "yes", "on"}
@@ -68,6 +69,25 @@ class Settings:
     billing_interval: float = 600.0
     billing_batch: int = 200
     payment_check_after: float = 6 * 3600.0
+    # Operations: metrics exporters, staff notices, connectivity checks, reconciliation, error tracking.
+    metrics_port: int = 0  # a worker's or beat's own exporter; 0 = none
+    metrics_addr: str = "127.0.0.1"
+    metrics_token: str | None = None  # when set, the receiver's /metrics wants "Authorization: Bearer <token>"
+    smtp_host: str | None = None  # unset: no email is sent
+    smtp_port: int = 587
+    smtp_tls: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "bdc-wedof-sync@localhost"
+    smtp_timeout: float = 10.0
+    notice_interval: float = 60.0
+    notice_reminder_after: float = 24 * 3600.0
+    connectivity_interval: float = 900.0
+    reconcile_interval: float = 3600.0
+    drift_notice_after: int = 2
+    sentry_dsn: str | None = None
+    sentry_environment: str | None = None
+    sentry_traces_sample_rate: float = 0.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -197,6 +217,16 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
     if len(jwt_secret) < 16:
         raise SettingsError("JWT_SECRET_KEY must be at least 16 characters long")
 
+    smtp_tls = (get("SMTP_TLS") or "starttls").strip().lower()
+    if smtp_tls not in SMTP_TLS_MODES:
+        raise SettingsError(f"SMTP_TLS must be one of {', '.join(SMTP_TLS_MODES)}, got {get('SMTP_TLS')!r}")
+    smtp_sender = (get("SMTP_SENDER") or "bdc-wedof-sync@localhost").strip()
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", smtp_sender):
+        raise SettingsError(f"SMTP_SENDER must be an email address, got {smtp_sender!r}")
+    sentry_dsn = (get("SENTRY_DSN") or "").strip() or None
+    if sentry_dsn is not None:
+        sentry_dsn = _url("SENTRY_DSN", sentry_dsn, ("http", "https"))
+
     return Settings(
         app_env=app_env,
         wedof_api_key=(get("WEDOF_API_KEY") or "").strip() or None,
@@ -232,6 +262,27 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         billing_interval=_float("BDC_BILLING_INTERVAL", get("BDC_BILLING_INTERVAL") or "600", 0.4, 24 * 3600),
         billing_batch=_int("BDC_BILLING_BATCH", get("BDC_BILLING_BATCH") or "200", 1, 10_000),
         payment_check_after=_float("BDC_PAYMENT_CHECK_AFTER", get("BDC_PAYMENT_CHECK_AFTER") or "21600", 0, WEEK),
+        metrics_port=_int("BDC_METRICS_PORT", get("BDC_METRICS_PORT") or "0", 0, 65535),
+        metrics_addr=(get("BDC_METRICS_ADDR") or "127.0.0.1").strip(),
+        metrics_token=(get("METRICS_TOKEN") or "").strip() or None,
+        smtp_host=(get("SMTP_HOST") or "").strip() or None,
+        smtp_port=_int("SMTP_PORT", get("SMTP_PORT") or "587", 1, 65535),
+        smtp_tls=smtp_tls,
+        smtp_username=(get("SMTP_USERNAME") or "").strip() or None,
+        smtp_password=get("SMTP_PASSWORD") or None,
+        smtp_sender=smtp_sender,
+        smtp_timeout=_float("SMTP_TIMEOUT", get("SMTP_TIMEOUT") or "10", 0, 300),
+        notice_interval=_float("BDC_NOTICE_INTERVAL", get("BDC_NOTICE_INTERVAL") or "60", 0.4, 24 * 3600),
+        notice_reminder_after=_float("BDC_NOTICE_REMINDER_AFTER", get("BDC_NOTICE_REMINDER_AFTER") or "86400", 0,
+                                     30 * 24 * 3600),
+        connectivity_interval=_float("BDC_CONNECTIVITY_INTERVAL", get("BDC_CONNECTIVITY_INTERVAL") or "900", 0.4,
+                                     24 * 3600),
+        reconcile_interval=_float("BDC_RECONCILE_INTERVAL", get("BDC_RECONCILE_INTERVAL") or "3600", 0.4, WEEK),
+        drift_notice_after=_int("BDC_DRIFT_NOTICE_AFTER", get("BDC_DRIFT_NOTICE_AFTER") or "2", 1, 100),
+        sentry_dsn=sentry_dsn,
+        sentry_environment=(get("SENTRY_ENVIRONMENT") or "").strip() or None,
+        sentry_traces_sample_rate=_float("SENTRY_TRACES_SAMPLE_RATE", get("SENTRY_TRACES_SAMPLE_RATE") or "0", -0.1,
+                                         1),
     )
 
 

@@ -1,6 +1,7 @@
 """The beat schedule: sweep the inbox every minute, evaluate the lifecycle rules every 15 minutes,
-bill due folders and read payments every 10 minutes, sync every
-connection hourly, purge raw bodies daily.
+bill due folders and read payments every 10 minutes, sync every connection hourly, purge raw bodies
+daily; and for operations: look at problems and send staff notices every minute, check each
+connection's key every 15 minutes, reconcile Wedof's counts with ours hourly.
 
 Every entry carries ``expires`` shorter than its interval: when beat or the broker was down, the
 missed ticks are dropped instead of piling up and running back to back. Exactly one beat process
@@ -9,7 +10,16 @@ must run (docker-compose starts one).
 
 from __future__ import annotations
 
-from worker.task_names import BILL_FOLDERS, EVALUATE_LIFECYCLES, PURGE_RAW_BODIES, SCHEDULE_SYNCS, SWEEP_INBOX
+from worker.task_names import (
+    BILL_FOLDERS,
+    CHECK_CONNECTIVITY,
+    EVALUATE_LIFECYCLES,
+    PURGE_RAW_BODIES,
+    RECONCILE,
+    SCHEDULE_SYNCS,
+    SEND_NOTICES,
+    SWEEP_INBOX,
+)
 
 DAY = 24 * 3600
 
@@ -32,6 +42,16 @@ def build_beat_schedule(settings) -> dict:
             "schedule": settings.billing_interval,
             "options": {"expires": max(0.5, settings.billing_interval * 0.9)},
         },
+        "send-notices": {
+            "task": SEND_NOTICES,
+            "schedule": settings.notice_interval,
+            "options": {"expires": max(0.5, settings.notice_interval * 0.9)},
+        },
+        "check-connectivity": {
+            "task": CHECK_CONNECTIVITY,
+            "schedule": settings.connectivity_interval,
+            "options": {"expires": max(0.5, settings.connectivity_interval * 0.9)},
+        },
         "purge-raw-bodies": {
             "task": PURGE_RAW_BODIES,
             "schedule": DAY,
@@ -44,5 +64,10 @@ def build_beat_schedule(settings) -> dict:
             "task": SCHEDULE_SYNCS,
             "schedule": float(interval),
             "options": {"expires": interval * 0.9},
+        }
+        schedule["reconcile"] = {
+            "task": RECONCILE,
+            "schedule": settings.reconcile_interval,
+            "options": {"expires": max(0.5, settings.reconcile_interval * 0.9)},
         }
     return schedule

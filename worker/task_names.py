@@ -15,6 +15,9 @@ REGISTER_WEBHOOK = "wedof.register_webhook"
 SWEEP_INBOX = "wedof.sweep_inbox"
 PURGE_RAW_BODIES = "wedof.purge_raw_bodies"
 SCHEDULE_SYNCS = "wedof.schedule_syncs"
+CHECK_CONNECTIVITY = "bdc.check_connectivity"
+RECONCILE = "bdc.reconcile"
+SEND_NOTICES = "bdc.send_notices"
 
 EVENTS_QUEUE = "events"  # latency-sensitive: webhooks, declarations, maintenance
 SYNC_QUEUE = "sync"  # bulk: full and incremental syncs
@@ -34,4 +37,7 @@ QUEUE_OF = {
     PURGE_RAW_BODIES: EVENTS_QUEUE,
     SCHEDULE_SYNCS: EVENTS_QUEUE,
     SYNC_CONNECTION: SYNC_QUEUE,
+    CHECK_CONNECTIVITY: EVENTS_QUEUE,
+    RECONCILE: SYNC_QUEUE,  # listing reads per state: bulk, never ahead of a webhook
+    SEND_NOTICES: EVENTS_QUEUE,
 }

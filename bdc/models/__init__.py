@@ -16,7 +16,10 @@ from bdc.models.enums import (
     LifecycleKind,
     LifecycleMode,
     NoticeKind,
+    ProblemKind,
+    ProblemStatus,
     ProgramStatus,
+    ReportStatus,
     SyncKind,
     SyncStatus,
     SyncTrigger,
@@ -31,6 +34,13 @@ from bdc.models.lifecycle import (
     LifecycleSettings,
     Notice,
 )
+from bdc.models.operations import (
+    ApiDrift,
+    ConnectivityCheck,
+    NotificationSettings,
+    Problem,
+    ReconciliationReport,
+)
 
 __all__ = [
     "Base", "Tenant", "User", "Beneficiary", "Program", "Enrollment", "Evaluation", "Document",
@@ -40,4 +50,6 @@ __all__ = [
     "Appointment", "LifecycleSettings", "LifecycleAction", "Notice", "LIVE_ACTION_STATUSES",
     "BillingSettings", "Invoice", "InvoiceSequence", "BillingMode", "InvoiceStatus",
     "AppointmentPhase", "AppointmentStatus", "LifecycleKind", "LifecycleMode", "ActionStatus", "NoticeKind",
+    "NotificationSettings", "Problem", "ConnectivityCheck", "ReconciliationReport", "ApiDrift",
+    "ProblemKind", "ProblemStatus", "ReportStatus",
 ]

@@ -125,6 +125,36 @@ class NoticeKind(enum.StrEnum):
     ACTION_FAILED = "action_failed"
     LATE_ENTRY = "late_entry"
     BILLING_FAILED = "billing_failed"
+    KEY_REVOKED = "key_revoked"  # Wedof answers 401: the API key was revoked or changed
+    API_CHANGED = "api_changed"  # Wedof sends keys the mapping does not know, or stopped sending some
+    RECONCILIATION_DRIFT = "reconciliation_drift"  # Wedof's counts and ours still differ after a sync
+
+
+class ProblemKind(enum.StrEnum):
+    """What staff notices are grouped by; one open problem per tenant, kind and key."""
+
+    EVENTS_FAILED = "events_failed"
+    INBOX_STUCK = "inbox_stuck"
+    SYNC_STALE = "sync_stale"
+    SYNC_FAILED = "sync_failed"
+    KEY_REVOKED = "key_revoked"
+    WEDOF_UNREACHABLE = "wedof_unreachable"
+    LATE_DECLARATION = "late_declaration"
+    ACTION_FAILED = "action_failed"
+    BILLING_FAILED = "billing_failed"
+    API_CHANGED = "api_changed"
+    RECONCILIATION_DRIFT = "reconciliation_drift"
+
+
+class ProblemStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class ReportStatus(enum.StrEnum):
+    OK = "ok"  # Wedof's counts and ours agree
+    DRIFT = "drift"
+    FAILED = "failed"  # Wedof could not be read; nothing compared
 
 
 class BillingMode(enum.StrEnum):
