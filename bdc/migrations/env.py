@@ -39,6 +39,13 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_db_engine(_url())
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode alters a SQLite table by copying it and dropping the original: with foreign keys
+            # enforced, that DROP TABLE cascades to every child row (ON DELETE CASCADE). Off for the run
+            # (SQLite ignores this PRAGMA inside a transaction, so before it), checked at the end.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -48,6 +55,10 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:  # what enforcement would have refused, refused now (before the commit)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration leaves rows whose foreign key points nowhere: {broken[:5]}")
     engine.dispose()
 
 
