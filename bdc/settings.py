@@ -129,10 +129,21 @@ def _float(name: str, raw: str, minimum: float, maximum: float | None = None) ->
 
 def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     value = raw.strip()
-    parsed = urlparse(value)
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - urlparse checks the host and port only when asked
+    except ValueError:
+        raise SettingsError(f"{name} must be a valid URL, got {raw!r}") from None
     if parsed.scheme not in schemes or not (parsed.netloc or parsed.path):
         raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
     return value.rstrip("/") if parsed.scheme.startswith("http") else value
+
+
+def _sample_rate(raw: str) -> float:
+    value = _float("SENTRY_TRACES_SAMPLE_RATE", raw, -1.0, 1.0)
+    if value < 0:
+        raise SettingsError(f"SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1, got {raw!r}")
+    return value
 
 
 def _database_url(raw: str | None) -> str:
@@ -281,8 +292,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         drift_notice_after=_int("BDC_DRIFT_NOTICE_AFTER", get("BDC_DRIFT_NOTICE_AFTER") or "2", 1, 100),
         sentry_dsn=sentry_dsn,
         sentry_environment=(get("SENTRY_ENVIRONMENT") or "").strip() or None,
-        sentry_traces_sample_rate=_float("SENTRY_TRACES_SAMPLE_RATE", get("SENTRY_TRACES_SAMPLE_RATE") or "0", -0.1,
-                                         1),
+        sentry_traces_sample_rate=_sample_rate(get("SENTRY_TRACES_SAMPLE_RATE") or "0"),
     )
 
 

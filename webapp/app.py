@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 
+from bdc.error_tracking import init_error_tracking
 from bdc.settings import get_settings
 from webapp.errors import register_error_handlers
 from webapp.extensions import jwt
@@ -13,6 +14,7 @@ from webapp.extensions import jwt
 
 def create_app(config: dict | None = None) -> Flask:
     settings = get_settings()
+    init_error_tracking("webapp", settings)  # a no-op unless SENTRY_DSN is set
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,

@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import beat_init, celeryd_init, worker_process_init
 
 from bdc.db import dispose_engines
+from bdc.error_tracking import init_error_tracking_or_exit
 
 TASK_MODULES = (
     "worker.tasks.events",
@@ -37,6 +38,18 @@ app.config_from_object("celeryconfig")
 @worker_process_init.connect
 def _dispose_inherited_engines(**_kwargs) -> None:
     dispose_engines()
+
+
+# Sentry starts in the worker's main process (before the pool forks: sentry-sdk's Celery
+# integration wants it there) and in beat; a no-op unless SENTRY_DSN is set, an exit if it is malformed.
+@celeryd_init.connect
+def _worker_error_tracking(**_kwargs) -> None:
+    init_error_tracking_or_exit("worker")
+
+
+@beat_init.connect
+def _beat_error_tracking(**_kwargs) -> None:
+    init_error_tracking_or_exit("beat")
 
 
 def send_soon(name: str, args: list | None = None, kwargs: dict | None = None) -> bool:
