@@ -43,6 +43,9 @@ result_serializer = "json"
 timezone = "UTC"
 enable_utc = True
 
+# Celery's consumer with a fix for a Redis outage under a busy worker (#14): see worker/consumer.py.
+worker_consumer = "worker.consumer:Consumer"
+
 task_default_queue = EVENTS_QUEUE
 task_routes = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
 

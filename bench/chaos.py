@@ -20,6 +20,10 @@ receiver is restarted. Then: wait for the sandbox's deliveries to drain and the 
 run the hourly sync by hand (incremental, as beat would) and compare the data layer with
 ``/_sandbox/truth`` field by field, and the declarations with the sandbox's count of transition calls
 per folder (none missing, duplicated or early). One verdict line; exit status 1 when an invariant breaks.
+
+The receiver, the workers and beat are supervised as production's ``restart: unless-stopped`` (or ``make
+run``'s supervisord) does: one that exits by itself is started again, and the verdict prints the unexpected
+exits per process (``unexpected exits: worker a 0, worker b 1 (restarted), ...``).
 """
 
 from __future__ import annotations
@@ -179,9 +183,7 @@ def _run_chaos(config: ChaosConfig, stack: Stack, redis: AofRedisServer, databas
     for fraction, action in [*_chaos_plan(config, database), (1.0, "window_end")]:
         due = timeline.started + fraction * config.duration
         while time.monotonic() < due and not stop.is_set():
-            for name in stack.restart_dead_workers():
-                timeline.note(f"worker {name}: exited on its own, restarted")
-            time.sleep(0.5)
+            time.sleep(0.5)  # the stack's watchdog restarts (and notes) whatever exits by itself meanwhile
         if stop.is_set():
             return
         if action == "kill_worker":
@@ -279,6 +281,8 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
         "bad_signature_rate": config.bad_signature_rate, "malformed_rate": config.malformed_rate})
     sandbox.control("POST", "/requests/reset")
     timeline = Timeline()
+    stack.on_exit = lambda name, record: timeline.note(
+        f"{name}: exited on its own, {'restarted' if record['restarted'] else 'restart failed'}", how=record["how"])
     totals = {"applied": 0, "calls": 0, "errors": 0}
     simulator = threading.Thread(target=_simulate, args=(sandbox, config, stop, totals), name="chaos-simulate",
                                  daemon=True)
@@ -332,7 +336,8 @@ def _phases(config, database, redis, sandbox, stack, broker, tenant_id, connecti
     lifecycle = chaos_lifecycle.verdict(tenant_id, evidence, truth, transitions)
     billing = chaos_billing.verdict(tenant_id, truth, transitions, billed_before)
     verdict = _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, totals, timeline,
-                       initial_sync, final_sync, time.monotonic() - run_started, lifecycle, billing)
+                       initial_sync, final_sync, time.monotonic() - run_started, lifecycle, billing,
+                       stack.exit_summary())
     verdict["processes_at_end"] = stack.health()
     return verdict
 
@@ -361,7 +366,7 @@ def _raw_truth(sandbox) -> str:
 
 
 def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, totals, timeline,
-             initial_sync, final_sync, duration, lifecycle, billing) -> dict:
+             initial_sync, final_sync, duration, lifecycle, billing, exits) -> dict:
     sbx = deliveries["sandbox"]
     by_status = inbox["by_status"]
     kills = sum(1 for a in timeline.actions if a["action"] == "worker a: SIGKILL")
@@ -398,6 +403,8 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "invoices_duplicated_zero": billing["duplicated"] == 0,
         "folders_double_billed_zero": billing["double_billed"] == 0,
         "billing_happened": billing["billing_calls"] > 0 or not config.billing,
+        # As production's supervision: a process that exited by itself was started again (each time).
+        "exited_processes_restarted": all(e["restarted"] == e["exits"] for e in exits.values()),
     }
     return {
         "ok": all(checks.values()),
@@ -428,6 +435,7 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "latency": lat,
         "api": {"total": api["total"], "faults": api["faults"]},
         "syncs": {"initial": initial_sync, "final": final_sync},
+        "unexpected_exits": exits,
         "timeline": timeline.actions,
         "duration_s": round(duration, 1),
     }
@@ -452,8 +460,21 @@ def verdict_line(verdict: dict) -> str:
             f"{verdict['billing']['missing']} duplicated {verdict['billing']['duplicated']} double-billed "
             f"{verdict['billing']['double_billed']} | delivery→applied p50 "
             f"{rec['p50']} ms p99 {rec['p99']} ms (from first send p50 {sent['p50']} p99 {sent['p99']} ms) | "
-            f"{verdict['duration_s']} s | not alive at the end: "
+            f"{verdict['duration_s']} s | {exits_text(verdict.get('unexpected_exits', {}))} | not alive at the end: "
             f"{[n for n, st in verdict.get('processes_at_end', {}).items() if st != 'alive'] or 'none'}")
+
+
+def exits_text(exits: dict[str, dict]) -> str:
+    """``unexpected exits: worker a 0, worker b 1 (restarted), beat 0, receiver 0``."""
+    parts = []
+    for name, e in exits.items():
+        if not e["exits"]:
+            parts.append(f"{name} 0")
+        elif e["restarted"] == e["exits"]:
+            parts.append(f"{name} {e['exits']} (restarted)")
+        else:
+            parts.append(f"{name} {e['exits']} ({e['restarted']} restarted)")
+    return f"unexpected exits: {', '.join(parts) or 'none watched'}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -143,7 +145,16 @@ class Database:
 
 
 class Stack:
-    """The receiver under gunicorn, two workers on ``events,sync`` and one beat; restartable pieces."""
+    """The receiver under gunicorn, two workers on ``events,sync`` and one beat; restartable pieces.
+
+    Supervised as production's ``restart: unless-stopped`` (and ``make run``'s supervisord) would: a
+    watchdog thread starts again any process that exits by itself, with a growing pause when it keeps
+    failing, and counts each such exit (``exits``). What the chaos plan does on purpose (a SIGKILLed
+    worker, a receiver restart) is not an unexpected exit.
+    """
+
+    PROCESSES = ("worker a", "worker b", "beat", "receiver")
+    WATCH_INTERVAL = 0.5
 
     def __init__(self, env: dict[str, str], receiver_port: int, log_dir: Path, worker_concurrency: int = 2,
                  receiver_workers: int = 2):
@@ -156,67 +167,137 @@ class Stack:
         self.receiver: Receiver | None = None
         self.beat: CeleryBeat | None = None
         self._restarts: dict[str, int] = {}
+        # One lock for every start, stop and kill: the watchdog never sees a process the plan is restarting.
+        self._lock = threading.RLock()
+        self._held_down: set[str] = set()  # stopped or killed on purpose, started again by the plan itself
+        self.exits: dict[str, list[dict]] = {name: [] for name in self.PROCESSES}
+        self.on_exit = None  # called with (process name, exit record) after each restart
+        self._failures: dict[str, int] = {}  # consecutive failed restarts, for the backoff
+        self._next_try: dict[str, float] = {}
+        self._stop_watching = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def start(self) -> Stack:
-        self.start_receiver()
-        for name in ("a", "b"):
-            self.start_worker(name)
-        self.beat = CeleryBeat(self.env, log_dir=self.log_dir).start()
+        with self._lock:
+            self.start_receiver()
+            for name in ("a", "b"):
+                self.start_worker(name)
+            self.start_beat()
+        self._watchdog = threading.Thread(target=self._watch, name="chaos-watchdog", daemon=True)
+        self._watchdog.start()
         return self
 
     def start_receiver(self) -> None:
-        # One log folder per start: the log file is named after the port, which a restart keeps.
-        generation = self._restarts.get("receiver", 0)
-        self._restarts["receiver"] = generation + 1
-        self.receiver = Receiver(self.env, port=self.receiver_port, workers=self.receiver_workers,
-                                 log_dir=self.log_dir / f"receiver-{generation}").start(timeout=60)
+        with self._lock:
+            # One log folder per start: the log file is named after the port, which a restart keeps.
+            generation = self._restarts.get("receiver", 0)
+            self._restarts["receiver"] = generation + 1
+            self.receiver = Receiver(self.env, port=self.receiver_port, workers=self.receiver_workers,
+                                     log_dir=self.log_dir / f"receiver-{generation}")
+            self._held_down.discard("receiver")
+            self.receiver.start(timeout=60)
 
     def restart_receiver(self) -> None:
-        assert self.receiver is not None
-        self.receiver.stop()
-        self.start_receiver()
+        with self._lock:
+            assert self.receiver is not None
+            self._held_down.add("receiver")
+            self.receiver.stop()
+            self.start_receiver()
+
+    def start_beat(self) -> None:
+        with self._lock:
+            self.beat = CeleryBeat(self.env, log_dir=self.log_dir)
+            self.beat.start()
 
     def start_worker(self, name: str) -> CeleryWorker:
-        # Both workers consume both queues: either one dying leaves the other serving events AND syncs.
-        generation = self._restarts.get(name, 0)
-        self._restarts[name] = generation + 1
-        worker = CeleryWorker(self.env, queues="events,sync", concurrency=self.worker_concurrency,
-                              name=f"chaos-{name}{generation}-{os.getpid()}@127.0.0.1", log_dir=self.log_dir)
-        self.workers[name] = worker.start(timeout=90)
-        return worker
+        with self._lock:
+            # Both workers consume both queues: either one dying leaves the other serving events AND syncs.
+            generation = self._restarts.get(name, 0)
+            self._restarts[name] = generation + 1
+            worker = CeleryWorker(self.env, queues="events,sync", concurrency=self.worker_concurrency,
+                                  name=f"chaos-{name}{generation}-{os.getpid()}@127.0.0.1", log_dir=self.log_dir)
+            self.workers[name] = worker
+            self._held_down.discard(f"worker {name}")
+            return worker.start(timeout=90)
 
     def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker's whole process group (parent and pool children), like a crashed host."""
-        self.workers[name].kill()
+        """SIGKILL the worker's whole process group (parent and pool children), like a crashed host; the plan
+        starts it again itself (``start_worker``), so this is not counted as an unexpected exit."""
+        with self._lock:
+            self._held_down.add(f"worker {name}")
+            self.workers[name].kill()
 
-    def restart_dead_workers(self) -> list[str]:
-        """Start again a worker that exited on its own, as the deployment's ``restart: unless-stopped``
-        does (kombu can end a worker during a Redis outage, #14); returns their names."""
-        dead = [name for name, worker in self.workers.items() if not worker.alive()]
-        for name in dead:
-            self.start_worker(name)
-        return dead
+    def services(self) -> dict[str, CeleryWorker | CeleryBeat | Receiver | None]:
+        return {**{f"worker {n}": w for n, w in self.workers.items()}, "beat": self.beat, "receiver": self.receiver}
+
+    def restart_exited(self) -> list[str]:
+        """Start again every process that exited by itself (``restart: unless-stopped``); returns their names.
+
+        Each exit is recorded with how it ended (kombu can end a worker during a Redis outage, #14) and
+        whether the new process is up; a process that keeps failing is tried again after 1, 2, 4 ... 30 s.
+        """
+        restarted = []
+        with self._lock:
+            for name, service in self.services().items():
+                if service is None or name in self._held_down or service.alive():
+                    continue
+                if time.monotonic() < self._next_try.get(name, 0.0):
+                    continue
+                record = {"at": time.monotonic(), "how": _how_it_ended(service), "restarted": False}
+                self.exits[name].append(record)
+                try:
+                    self._start_again(name)
+                except Exception as exc:  # noqa: BLE001 - counted; the next round tries again
+                    record["restart_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                record["restarted"] = self.services()[name].alive()
+                failures = 0 if record["restarted"] else self._failures.get(name, 0) + 1
+                self._failures[name] = failures
+                self._next_try[name] = time.monotonic() + (min(2 ** (failures - 1), 30) if failures else 0)
+                restarted.append(name)
+                if self.on_exit is not None:
+                    self.on_exit(name, record)
+        return restarted
+
+    def _start_again(self, name: str) -> None:
+        if name == "receiver":
+            self.start_receiver()
+        elif name == "beat":
+            self.start_beat()
+        else:
+            self.start_worker(name.removeprefix("worker "))
+
+    def _watch(self) -> None:
+        while not self._stop_watching.wait(self.WATCH_INTERVAL):
+            self.restart_exited()
+
+    def exit_summary(self) -> dict[str, dict]:
+        """Per process: unexpected exits, how many were restarted, and how they ended."""
+        with self._lock:
+            return {name: {"exits": len(records), "restarted": sum(1 for r in records if r["restarted"]),
+                           "how": [r["how"] for r in records][-5:]}
+                    for name, records in self.exits.items()}
 
     def health(self) -> dict[str, str]:
-        """Each current process: "alive", or how it ended (a worker may die on its own, e.g. when the
-        broker vanishes under it: kombu can raise "Unrecoverable error" and exit)."""
-        states = {}
-        for name, service in [*(("worker " + n, w) for n, w in self.workers.items()), ("beat", self.beat),
-                              ("receiver", self.receiver)]:
-            if service is None:
-                continue
-            if service.alive():
-                states[name] = "alive"
-            else:
-                errors = [line for line in service.log_tail(400).splitlines() if "Unrecoverable error" in line]
-                states[name] = f"exited {service.process.process.returncode}: {(errors or ['?'])[-1][-200:]}"
-        return states
+        """Each current process: "alive", or how it ended."""
+        return {name: "alive" if service.alive() else _how_it_ended(service)
+                for name, service in self.services().items() if service is not None}
 
     def stop_all(self) -> None:
-        for service in (self.beat, *self.workers.values(), self.receiver):
-            if service is None:
-                continue
-            try:
-                service.stop(timeout=15)
-            except Exception:
-                service.kill()
+        self._stop_watching.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=120)
+        with self._lock:
+            for service in (self.beat, *self.workers.values(), self.receiver):
+                if service is None:
+                    continue
+                try:
+                    service.stop(timeout=15)
+                except Exception:
+                    service.kill()
+
+
+def _how_it_ended(service) -> str:
+    """The exit status and the last "Unrecoverable error" line of the log, if any."""
+    errors = [line for line in service.log_tail(400).splitlines() if "Unrecoverable error" in line]
+    code = service.process.process.returncode if service.process and service.process.process else None
+    return f"exited {code}: {(errors or ['?'])[-1][-200:]}"

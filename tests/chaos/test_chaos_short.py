@@ -3,7 +3,7 @@
 Runs ``bench.chaos.run_scenario`` in-process on a PostgreSQL cluster of its own: the sandbox delivers
 ~400 changes with duplicates, out-of-order, forged and truncated deliveries while one worker is
 SIGKILLed, Redis (AOF) is down for 5 s and PostgreSQL for 5 s; then the data layer must equal the
-sandbox's truth.
+sandbox's truth, and any process that exited by itself meanwhile was restarted (and counted).
 """
 
 from __future__ import annotations
@@ -71,3 +71,14 @@ def test_every_folder_billed_once_with_one_number(verdict):
     billing = verdict["billing"]
     assert billing["billing_calls"] > 0 and billing["billed_in_run"] > 0, billing
     assert (billing["missing"], billing["duplicated"], billing["double_billed"]) == (0, 0, 0), billing["examples"]
+
+
+def test_every_process_that_exited_on_its_own_was_restarted_and_the_verdict_says_so(verdict):
+    # The run supervises as production does: 0 unexpected exits, or each one restarted (#14).
+    exits = verdict["unexpected_exits"]
+    assert set(exits) == {"worker a", "worker b", "beat", "receiver"}
+    assert all(e["restarted"] == e["exits"] for e in exits.values()), exits
+    assert verdict["checks"]["exited_processes_restarted"]
+    line = verdict_line(verdict)
+    assert "| unexpected exits: worker a " in line and ", receiver " in line, line
+    assert not [n for n, state in verdict["processes_at_end"].items() if state != "alive"], verdict["processes_at_end"]

@@ -58,3 +58,24 @@ def test_dockerfile_builds_from_python_311_slim_and_installs_the_project():
     assert "pip install ." in text
     assert "celeryconfig.py" in text  # a top-level module, not part of the installed packages
     assert "USER " in text  # never runs as root
+
+
+def test_every_service_restarts_unless_stopped():
+    # A process that exits (a worker kombu ended in a Redis outage, an OOM kill) comes back by itself.
+    for name, service in load()["services"].items():
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_each_worker_and_beat_exports_metrics_on_its_own_port_with_a_fresh_multiprocess_folder():
+    services = load()["services"]
+    ports = {name: services[name]["environment"]["BDC_METRICS_PORT"] for name in ("worker_events", "worker_sync", "beat")}
+    assert ports == {"worker_events": "9808", "worker_sync": "9809", "beat": "9810"}
+    for name, port in ports.items():
+        service = services[name]
+        assert service["expose"] == [port] and "ports" not in service, name  # the compose network only
+        assert service["environment"]["BDC_METRICS_ADDR"] == "0.0.0.0", name
+    for name in (*ports, "web"):
+        folder = services[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        assert folder in services[name]["tmpfs"], name  # empty again at every (re)start of the container
+    for name in ("flower", "sandbox", "postgres", "redis"):
+        assert "BDC_METRICS_PORT" not in (services[name].get("environment") or {}), name

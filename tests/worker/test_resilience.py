@@ -4,6 +4,7 @@ re-applied through a real Flower. Each test asserts the final data equals the sa
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -117,6 +118,93 @@ def test_worker_sigkilled_mid_sync_resumes_the_same_run(stack_env, broker, sandb
     with session_scope() as session:
         assert len(session.scalars(select(SyncRun).where(SyncRun.connection_id == connection_id)).all()) == 1
     assert truth_mismatches(tenant_id, truth(sandbox), complete=True) == []
+
+
+OUTAGE_QUEUE = "resilience-outage"  # only this test's worker consumes it: the held task is its own
+
+
+class OutageWorker:
+    """The worker under test, read through its log; every wait fails at once, with the reason, if it died."""
+
+    def __init__(self, worker: CeleryWorker):
+        self.worker = worker
+
+    def log(self) -> str:
+        return self.worker.process.log_path.read_text(errors="replace")
+
+    def outages(self) -> tuple[int, int]:
+        """(connections lost, connections made) so far."""
+        log = self.log()
+        return log.count("Connection to broker lost"), log.count("Connected to redis://")
+
+    def until(self, condition, message: str, timeout: float = 60):
+        def alive_and():
+            if not self.worker.alive():
+                crash = [line for line in self.log().splitlines() if "Unrecoverable error" in line]
+                raise AssertionError(f"the worker died while waiting for {message}: {crash or self.worker.log_tail()}")
+            return condition()
+
+        return wait_until(alive_and, timeout=timeout, interval=0.2, message=message)
+
+
+def unacknowledged(redis_url: str) -> str:
+    """Redis's index of delivered, unacknowledged messages (kombu's ``unacked`` hash), as text."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return " ".join(value.decode() for value in client.hvals("unacked"))
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+def test_worker_survives_redis_outages_with_a_task_in_flight_and_consumes_again(
+        stack_env, broker, sandbox, redis_server, output_dir):
+    """Redis stops under a worker that runs a task (held at the sandbox) and waits on BRPOP with its
+    other slot, comes back on the same port, then the task ends and is acknowledged. Three times; after
+    each the worker is alive and consumes a new task. Celery 5.7.0 died here on the first loss with
+    kombu's ``AttributeError: 'NoneType' object has no attribute 'hostname'`` (#14; worker/consumer.py)."""
+    tenant_id, connection_id = make_connection(sandbox.api_url, sandbox.api_key)
+    folders = truth(sandbox)[30:36]
+    worker = OutageWorker(CeleryWorker(stack_env, queues=f"events,{OUTAGE_QUEUE}", concurrency=2,
+                                       log_dir=output_dir / "logs").start())
+
+    def send_event(folder) -> tuple[int, str]:
+        event_id, task_id = insert_event(connection_id, envelope(folder["externalId"]),
+                                         event_type="stagiaire.updated", payload_format="envelope")
+        broker.send_task(PROCESS_EVENT, args=[event_id], queue=OUTAGE_QUEUE, task_id=task_id)
+        return event_id, task_id
+
+    try:
+        for round_, (held, after) in enumerate(zip(folders[::2], folders[1::2], strict=True), start=1):
+            sandbox.control("PUT", "/hold", json={"method": "GET", "when": "before", "ms": 120_000, "count": 1,
+                                                  "path_contains": f"/registrationFolders/{held['externalId']}"})
+            held_event, held_task = send_event(held)
+            worker.until(lambda: sandbox.control("GET", "/hold")["hits"] >= 1, f"round {round_}: the held call")
+            lost, made = worker.outages()
+            redis_server.stop()
+            worker.until(lambda n=lost: worker.outages()[0] > n, f"round {round_}: the worker sees the loss")
+            time.sleep(3)  # a few reconnection attempts against a Redis that is not there
+            redis_server.start()
+            worker.until(lambda m=made: worker.outages()[1] > m, f"round {round_}: the worker reconnects")
+            sandbox.control("DELETE", "/hold")  # the task ends now, after the reconnection
+            worker.until(lambda e=held_event: event_row(e).status in DONE, f"round {round_}: the held event done",
+                         timeout=90)
+            # Its late ack reached Redis: the message is not handed out again after the visibility timeout.
+            worker.until(lambda t=held_task: t not in unacknowledged(stack_env["REDIS_URL"]),
+                         f"round {round_}: the held message acknowledged")
+            new_event, _ = send_event(after)  # sent after the outage: the worker still consumes
+            worker.until(lambda e=new_event: event_row(e).status in DONE,
+                         f"round {round_}: a new event consumed after the outage", timeout=90)
+            rows = [event_row(held_event), event_row(new_event)]
+            assert [(r.status, r.attempts) for r in rows] == [(EventStatus.PROCESSED, 1)] * 2, \
+                [r.last_error for r in rows]
+        assert "Unrecoverable error" not in worker.log()
+    finally:
+        sandbox.control("DELETE", "/hold")
+        worker.worker.stop()
+    assert truth_mismatches(tenant_id, folders) == []
 
 
 def test_flaky_wedof_with_5xx_and_429_still_converges(stack_env, broker, events_worker, sync_worker, sandbox, faults):
