@@ -29,6 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    register_metrics(app)
     register_error_handlers(app)
     return app
 
@@ -40,6 +41,13 @@ def register_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     jwt.init_app(app)
+
+
+def register_metrics(app: Flask) -> None:
+    # Request timing and GET /metrics (webapp.metrics: multiprocess under gunicorn).
+    from webapp import metrics
+
+    metrics.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

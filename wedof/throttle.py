@@ -8,9 +8,13 @@ back-to-back calls). Use one key per Wedof connection (:func:`throttle_key`).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "wedof:throttle:"
 
@@ -57,7 +61,8 @@ class NullThrottle:
 class RedisThrottle:
     """At most ``rate_per_second`` calls per second (plus ``burst`` at once) across all processes."""
 
-    def __init__(self, redis_client: Any, key: str, rate_per_second: float, burst: int = 1) -> None:
+    def __init__(self, redis_client: Any, key: str, rate_per_second: float, burst: int = 1,
+                 on_wait: Callable[[float], None] | None = None) -> None:
         if not (isinstance(rate_per_second, int | float) and math.isfinite(rate_per_second)):
             raise ValueError("rate_per_second must be a finite number")
         if rate_per_second <= 0:
@@ -75,6 +80,7 @@ class RedisThrottle:
         self._script = redis_client.register_script(_GCRA_LUA)
         # Redis-clock time (seconds) of the last grant this instance obtained; for diagnostics.
         self.last_granted_at: float | None = None
+        self.on_wait = on_wait  # told each wait's seconds before sleeping it (the workers' metrics)
 
     def try_acquire(self) -> float:
         """One attempt: 0.0 when granted, otherwise the seconds to wait before the next chance."""
@@ -98,7 +104,16 @@ class RedisThrottle:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or wait > remaining:
                     return False
+            self._report_wait(wait)
             time.sleep(wait)
+
+    def _report_wait(self, seconds: float) -> None:
+        if self.on_wait is None:
+            return
+        try:
+            self.on_wait(seconds)
+        except Exception:  # noqa: BLE001 - an observer's fault must never fail a call
+            logger.debug("throttle wait observer failed", exc_info=True)
 
     def __repr__(self) -> str:
         return f"RedisThrottle(key={self.key!r}, rate_per_second={self.rate_per_second}, burst={self.burst})"

@@ -10,12 +10,14 @@ from functools import lru_cache
 
 import redis
 from sqlalchemy import select
+from sqlalchemy.orm import object_session
 
 from bdc.db import session_scope
 from bdc.models import WedofConnection
 from bdc.settings import get_settings
 from wedof.client import WedofClient
 from wedof.throttle import RedisThrottle, throttle_key
+from worker.metrics import tenant_slug, wedof_observer
 from worker.policy import Refused
 
 
@@ -41,9 +43,13 @@ def client_for(connection: WedofConnection, **client_options) -> WedofClient:
     """A ``WedofClient`` for ``connection``; raises ConnectionNotUsable when it has no API key."""
     if not connection.api_key:
         raise ConnectionNotUsable(f"connection {connection.id} has no Wedof API key")
-    throttle = RedisThrottle(redis_client(), throttle_key(connection.id), rate_of(connection), burst=2)
+    # Metrics of its calls and throttle waits, labelled with the tenant's slug (worker.metrics).
+    observer = wedof_observer(tenant_slug(object_session(connection), connection.tenant_id))
+    throttle = RedisThrottle(redis_client(), throttle_key(connection.id), rate_of(connection), burst=2,
+                             on_wait=observer.throttle_wait)
     # Short in-task retries: longer waits go back to Celery (countdown) or the inbox table.
-    options = {"max_attempts": 4, "max_retry_seconds": 30, "retry_after_cap": 10, "throttle": throttle}
+    options = {"max_attempts": 4, "max_retry_seconds": 30, "retry_after_cap": 10, "throttle": throttle,
+               "observer": observer.request}
     options.update(client_options)
     return WedofClient(connection.base_url, connection.api_key, **options)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from bdc.db import get_engine
-from bdc.models import WedofConnection
+from bdc.models import Tenant, WedofConnection
 
 CACHE_SECONDS = 5.0
 _MAX_ENTRIES = 1024
@@ -31,6 +31,7 @@ class ReceivingConnection:
     enabled: bool
     signature_algorithm: str
     webhook_secret: str | None
+    tenant_slug: str  # the metrics' tenant label: bounded by the tenants, unlike connection ids
 
     def __repr__(self) -> str:
         return f"ReceivingConnection(id={self.id}, tenant_id={self.tenant_id}, enabled={self.enabled})"
@@ -69,8 +70,8 @@ def forget_cached_connections() -> None:
 def _load(database_url: str, connection_id: int | None) -> ReceivingConnection | None:
     query = select(
         WedofConnection.id, WedofConnection.tenant_id, WedofConnection.enabled,
-        WedofConnection.signature_algorithm, WedofConnection.webhook_secret,
-    )
+        WedofConnection.signature_algorithm, WedofConnection.webhook_secret, Tenant.slug,
+    ).join(Tenant, Tenant.id == WedofConnection.tenant_id)
     if connection_id is None:
         query = query.where(WedofConnection.is_env_default.is_(True)).order_by(WedofConnection.id).limit(1)
     else:
@@ -81,4 +82,4 @@ def _load(database_url: str, connection_id: int | None) -> ReceivingConnection |
         return None
     return ReceivingConnection(id=row.id, tenant_id=row.tenant_id, enabled=bool(row.enabled),
                                signature_algorithm=row.signature_algorithm or "sha256",
-                               webhook_secret=row.webhook_secret or None)
+                               webhook_secret=row.webhook_secret or None, tenant_slug=row.slug)

@@ -30,6 +30,7 @@ from bdc import inbox
 from bdc.crypto import SecretDecryptionError
 from webapp.dispatch import BrokerUnavailable
 from webapp.errors import ApiError
+from webapp.metrics import observe_body_bytes, record_delivery
 from webapp.receiver.connections import ReceivingConnection, find_connection, forget_cached_connections
 from webapp.receiver.publisher import publish_process_event
 from webapp.receiver.storage import headers_to_store, run_with_reconnect
@@ -64,14 +65,17 @@ def _receive(connection_id: int | None):
         return jsonify({"error": exc.error, "message": exc.message}), exc.status
     finally:
         _log_delivery(context, outcome, status, started)
+        record_delivery(context.get("tenant"), outcome, status)
 
 
 def _handle(connection_id: int | None, context: dict):
     database_url = current_app.config["DATABASE_URL"]
     connection = _connection(database_url, connection_id)
     context["connection"] = connection.id
+    context["tenant"] = connection.tenant_slug
     _check_content_type()
     body = _read_body(current_app.config["SETTINGS"].webhook_max_body_bytes)
+    observe_body_bytes(len(body))
     _check_signature(connection, body)
     if not connection.enabled:
         raise ApiError(409, "connection_disabled",
@@ -120,6 +124,7 @@ def _read_body(limit: int) -> bytes:
     stream = get_input_stream(request.environ, max_content_length=None)
     chunks: list[bytes] = []
     remaining = limit + 1  # read at most one byte past the limit, whatever Content-Length claims
+    declared = request.content_length  # the stream ends there: no read is needed to learn it
     try:
         while remaining > 0:
             chunk = stream.read(min(remaining, 65536))
@@ -127,6 +132,8 @@ def _read_body(limit: int) -> bytes:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
+            if declared is not None and limit + 1 - remaining >= declared:
+                break
     except RequestEntityTooLarge:
         raise too_large from None
     if remaining <= 0:
