@@ -20,7 +20,10 @@ from bdc.models import (
     LifecycleKind,
     LifecycleMode,
     NoticeKind,
+    ProblemKind,
+    ProblemStatus,
     ProgramStatus,
+    ReportStatus,
     SyncStatus,
 )
 
@@ -417,6 +420,102 @@ PATHS = {
         *SCOPED, *PAGING, _param("action", schema={"type": "string", "maxLength": 100})])},
 }
 
+
+# -- staff notices: notification settings, problems, connectivity checks (webapp/admin/notifications.py) --
+SCHEMAS.update({
+    "NotificationSettings": _obj({
+        "configured": _BOOL, "email_enabled": _BOOL, "recipients": {"type": "array", "items": _STR},
+        "chat_webhook_configured": _BOOL, "reminder_after_seconds": _nullable("integer"),
+        "reminder_after_default": _INT, "smtp_configured": _BOOL, "updated_at": _TIME,
+        "changed": {"type": "array", "items": _STR},
+    }, ["configured", "email_enabled", "recipients", "chat_webhook_configured", "smtp_configured"]),
+    "NotificationSettingsInput": _obj({
+        "email_enabled": _BOOL,
+        "recipients": {"type": "array", "maxItems": 20, "items": {"type": "string", "format": "email",
+                                                                  "maxLength": 254}},
+        "chat_webhook_url": _nullable("string", format="uri", maxLength=1000, writeOnly=True,
+                                      description="https only (http to loopback in development/test); write-only"),
+        "reminder_after_seconds": _nullable("integer", minimum=300, maximum=2592000),
+    }, additionalProperties=False),
+    "Problem": _obj({
+        "id": _INT, "tenant_id": _INT, "kind": {"type": "string", "enum": [k.value for k in ProblemKind]},
+        "key": _STR, "status": {"type": "string", "enum": [s.value for s in ProblemStatus]}, "summary": _STR,
+        "details": {"type": "object"}, "occurrences": _INT, "opened_at": _TIME, "last_seen_at": _TIME,
+        "notified_at": _TIME, "reminded_at": _TIME, "reminders": _INT, "resolved_at": _TIME,
+        "resolved_notified_at": _TIME, "last_error": _nullable("string"),
+    }, ["id", "kind", "status", "summary"]),
+    "ConnectivityCheck": _obj({
+        "id": _INT, "connection_id": _INT, "checked_at": _TIME, "ok": _BOOL, "status_code": _nullable("integer"),
+        "latency_ms": _nullable("number"), "error": _nullable("string"),
+    }, ["id", "connection_id", "ok"]),
+})
+PATHS.update({
+    "/notifications/settings": {
+        "get": _op("Who hears about problems: recipients, chat webhook (write-only), reminder period",
+                   _ok(200, _ref("NotificationSettings")), params=SCOPED),
+        "put": _op("Change the notification settings (addresses and the webhook URL are checked)",
+                   _ok(200, _ref("NotificationSettings")), params=SCOPED, body=_ref("NotificationSettingsInput"),
+                   errors=(422,)),
+    },
+    "/problems": {"get": _op("Problems staff are told about (open, reminded, resolved), newest first",
+                             _ok(200, _page_of("Problem")), params=[
+        *SCOPED, *PAGING, _param("status", schema={"type": "string", "enum": [s.value for s in ProblemStatus]}),
+        _param("kind", schema={"type": "string", "enum": [k.value for k in ProblemKind]})])},
+    "/connectivity": {"get": _op("The connection's connectivity checks (users/me), newest first",
+                                 _ok(200, _page_of("ConnectivityCheck")), params=[*SCOPED, *PAGING])},
+    "/connectivity/check": {"post": _op(
+        "Check the connection's key now (queued)",
+        _ok(202, {"allOf": [_ACCEPTED_TASK, _obj({"connection_id": _INT})]}, "Accepted"), params=SCOPED,
+        errors=(409, 422, 503))},
+})
+
+
+# -- operations: reconciliation reports, Wedof API drift, deliveries, sync durations (webapp/admin/operations.py) --
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+_KEYS = {"type": "array", "items": _STR}
+SCHEMAS.update({
+    "ReconciliationReport": _obj({
+        "id": _INT, "connection_id": _INT, "created_at": _TIME,
+        "status": {"type": "string", "enum": [s.value for s in ReportStatus]}, "drift": _INT,
+        "wedof_states": _COUNTS, "local_states": _COUNTS, "wedof_billing": _COUNTS, "local_billing": _COUNTS,
+        "wedof_newest_update": _TIME, "local_newest_update": _TIME, "details": {"type": "object"},
+        "sync_run_id": _nullable("integer"), "error": _nullable("string"),
+    }, ["id", "status", "drift"]),
+    "ApiDrift": _obj({
+        "id": _INT, "observed_at": _TIME, "last_seen_at": _TIME, "unknown_keys": _KEYS, "missing_keys": _KEYS,
+        "samples": _INT,
+    }, ["id", "unknown_keys", "missing_keys"]),
+    "Operations": _obj({
+        "tenant": _obj({"id": _INT, "name": _STR}), "connection_id": _nullable("integer"), "generated_at": _TIME,
+        "reconciliation": _obj({
+            "last": {"allOf": [_ref("ReconciliationReport")], "nullable": True},
+            "series": {"type": "array", "items": _obj({
+                "id": _INT, "created_at": _TIME, "status": {"type": "string", "enum": [s.value for s in ReportStatus]},
+                "drift": _INT, "error": _nullable("string")})}}, ["last", "series"]),
+        "api_drift": _obj({"current": {"allOf": [_ref("ApiDrift")], "nullable": True},
+                           "history": {"type": "array", "items": _ref("ApiDrift")}}, ["current", "history"]),
+        "deliveries": _obj({"hours": _INT, "series": {"type": "array", "items": _obj(
+            {"hour": _TIME, "deliveries": _INT, "failures": _INT}, ["hour", "deliveries", "failures"])}},
+            ["hours", "series"]),
+        "sync_runs": {"type": "array", "items": _obj({
+            "id": _INT, "started_at": _TIME, "finished_at": _TIME, "duration_seconds": {"type": "number"},
+            "status": {"type": "string", "enum": [s.value for s in SyncStatus]}, "kind": _STR, "trigger": _STR,
+            "full": _BOOL, "fetched": _INT, "applied": _INT, "failed": _INT}, ["id", "duration_seconds"])},
+    }, ["tenant", "connection_id", "reconciliation", "api_drift", "deliveries", "sync_runs"]),
+})
+PATHS.update({
+    "/operations": {"get": _op(
+        "Operations view: last reconciliation report and the reports over time, Wedof API drift and its changes, "
+        "deliveries and failures per hour, sync durations", _ok(200, _ref("Operations")), params=[
+            *SCOPED, _param("hours", schema={"type": "integer", "minimum": 1, "maximum": 168}),
+            _param("reports", schema={"type": "integer", "minimum": 1, "maximum": 500}),
+            _param("runs", schema={"type": "integer", "minimum": 1, "maximum": 100}),
+            _param("drift_changes", schema={"type": "integer", "minimum": 1, "maximum": 100})])},
+    "/reconcile": {"post": _op(
+        "Count Wedof's folders against ours now: a reconciliation report (queued)",
+        _ok(202, {"allOf": [_ACCEPTED_TASK, _obj({"connection_id": _INT})]}, "Accepted"), params=SCOPED,
+        body=_obj({}, additionalProperties=False), errors=(409, 422, 503))},
+})
 
 def build_spec() -> dict:
     return {

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -55,7 +56,30 @@ PAYMENT_TYPES = ("deposit", "bill")
 # integers): an allowlist keeps hostile ids ("../users/me", "a/b", "x?y") out. Folder numbers: wedof.ids.
 _PATH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@~-]{0,127}$")
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COUNT_RE = re.compile(r"[0-9]{1,12}")
 _RESERVED_LIST_PARAMS = frozenset({"page", "limit"})
+# The fixed words of the paths this client calls; any other segment is an id (see endpoint_class).
+_PATH_WORDS = frozenset({
+    "registrationFolders", "registrationFoldersReasons", "certificationFolders", "activities", "RegistrationFolder",
+    "payments", "users", "organisms", "me", "webhooks", "files",
+    "validate", "inTraining", "terminate", "serviceDone", "refuse", "cancel", "billing",
+})
+_MAX_CLASS_SEGMENTS = 4
+
+# Called after every HTTP attempt: (method, path, status or None when no answer came, seconds).
+RequestObserver = Callable[[str, str, "int | None", float], None]
+
+
+def endpoint_class(path: str) -> str:
+    """The path with its ids replaced: ``/registrationFolders/123/billing`` -> ``registrationFolders/{id}/billing``.
+
+    Bounded whatever the ids are (metrics label it): only the client's own words are kept.
+    """
+    segments = [segment for segment in path.split("?", 1)[0].split("/") if segment]
+    parts = [segment if segment in _PATH_WORDS else "{id}" for segment in segments[:_MAX_CLASS_SEGMENTS]]
+    if len(segments) > _MAX_CLASS_SEGMENTS:
+        parts.append("...")
+    return "/".join(parts) or "/"
 
 
 def path_id(value: object, what: str = "id") -> str:
@@ -152,6 +176,7 @@ class WedofClient:
         user_agent: str = "bdc-wedof-sync",
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
+        observer: RequestObserver | None = None,
     ) -> None:
         parts = urlsplit(base_url or "")
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -169,6 +194,7 @@ class WedofClient:
         self.throttle = throttle if throttle is not None else NullThrottle()
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.observer = observer  # e.g. the workers' metrics; never allowed to fail a call
         self.session = requests.Session()
         self.session.headers.update(
             {
@@ -230,20 +256,24 @@ class WedofClient:
                 "local throttle did not grant a call in time", method=method, path=path
             )
         url = self.base_url + path
+        started = time.perf_counter()
         try:
             response = self.session.request(
                 method, url, params=params, json=body, timeout=self.timeout, allow_redirects=False
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
+            self._observe(method, path, None, started)
             # ConnectTimeout / refused connection: nothing was sent, safe to retry any method.
             not_sent = isinstance(exc, requests.ConnectTimeout) or _is_connect_failure(exc)
             raise WedofNetworkError(
                 f"network error: {type(exc).__name__}", not_sent=not_sent, method=method, path=path
             ) from None
         except requests.RequestException as exc:
+            self._observe(method, path, None, started)
             raise WedofNetworkError(
                 f"broken response: {type(exc).__name__}", method=method, path=path
             ) from None
+        self._observe(method, path, response.status_code, started)
         logger.debug("%s %s -> %s", method, path, response.status_code)
         if 200 <= response.status_code < 300:
             return response
@@ -263,6 +293,14 @@ class WedofClient:
             path=path,
             secrets=(self._api_key,),
         )
+
+    def _observe(self, method: str, path: str, status: int | None, started: float) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(method, path, status, time.perf_counter() - started)
+        except Exception:  # noqa: BLE001 - an observer's fault must never fail a Wedof call
+            logger.debug("request observer failed", exc_info=True)
 
     def _request(
         self,
@@ -434,6 +472,32 @@ class WedofClient:
             extra=extra,
         )
         return self.iter_list_pages("/registrationFolders", params, limit=limit)
+
+    def count_registration_folders(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        type: str | Iterable[str] | None = None,
+        billing_state: str | Iterable[str] | None = None,
+        **extra: Any,
+    ) -> int | None:
+        """How many folders match the filters, read from Wedof's ``X-Total-Count`` of a ``limit=1`` listing.
+
+        None when Wedof sends no such header (medium confidence that it does); a value that is not a
+        plain count is a :class:`WedofProtocolError`: never a guessed number.
+        """
+        params = self._folder_params(state=state, type=type, billing_state=billing_state, sort=None, order=None,
+                                     since=None, until=None, filter_on_state_date=None, extra=extra)
+        path = "/registrationFolders"
+        response = self._request("GET", path, params={**params, "page": 1, "limit": 1})
+        raw = response.headers.get("X-Total-Count")
+        if raw is None:
+            return None
+        text = raw.strip()
+        if not _COUNT_RE.fullmatch(text):  # ASCII digits only: no sign, no "1e3", no thousand-digit number
+            raise WedofProtocolError(f"X-Total-Count {raw[:40]!r} is not a count", status=response.status_code,
+                                     method="GET", path=path)
+        return int(text)
 
     def iter_registration_folders(self, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every registration folder matching the filters of :meth:`iter_pages`, streamed."""

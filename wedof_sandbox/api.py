@@ -111,8 +111,9 @@ def _page_headers(total: int, page: int, limit: int) -> dict:
 @api.get("/registrationFolders")
 def list_folders():
     query = parse_folder_query(request.args)
-    total, bodies = query_folders(sandbox().store, query)
-    return array_response(bodies, _page_headers(total, query.page, query.limit))
+    store = sandbox().store
+    total, bodies = query_folders(store, query)
+    return array_response(bodies, store.api_changes.listing_headers(_page_headers(total, query.page, query.limit)))
 
 
 @api.get("/registrationFolders/<external_id>")

@@ -141,6 +141,17 @@ def hold():
     return json_response(state.hold.snapshot())
 
 
+@control.route("/api-changes", methods=["GET", "PUT", "POST", "DELETE"])
+def api_changes():
+    """Make Wedof's API "change" (see api_changes.py): keys added to / removed from the folders served."""
+    store = sandbox().store
+    if request.method in ("PUT", "POST"):
+        return json_response(store.change_api(json_body(required=True)))
+    if request.method == "DELETE":
+        return json_response(store.change_api(None))
+    return json_response(store.api_changes.snapshot())
+
+
 @control.get("/requests")
 def requests_served():
     return json_response(sandbox().counters.snapshot())

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .api_changes import ApiChanges
 from .errors import not_found
 from .population import Population
 from .timeutil import LogicalClock, iso_ms, parse_iso_to_ms
@@ -27,9 +28,10 @@ class FolderRecord:
     """One folder, its serialized bytes (made once per version) and the fields listings filter on."""
 
     __slots__ = ("external_id", "folder", "last_update_ms", "_body", "state", "type", "billing_state",
-                 "control_state")
+                 "control_state", "changes")
 
-    def __init__(self, folder: dict) -> None:
+    def __init__(self, folder: dict, changes: ApiChanges | None = None) -> None:
+        self.changes = changes  # the store's API changes: what is served may differ from the folder kept
         self.external_id: str = folder["externalId"]
         self.last_update_ms: int = parse_iso_to_ms(folder["lastUpdate"])
         self.set(folder)
@@ -44,7 +46,8 @@ class FolderRecord:
     def body(self) -> bytes:
         # serialized lazily, once per version: listings join these bytes instead of re-encoding
         if self._body is None:
-            self._body = dump(self.folder)
+            changed = self.changes is not None and self.changes.reshapes
+            self._body = dump(self.changes.apply(self.folder) if changed else self.folder)
         return self._body
 
 
@@ -66,10 +69,11 @@ class FolderStore:
     def __init__(self, population: Population, on_change: Callable[[Change], None] | None = None) -> None:
         self.lock = threading.RLock()
         self.on_change = on_change
+        self.api_changes = ApiChanges()
         self.records: dict[str, FolderRecord] = {}
         self.order: list[str] = []  # generation order: stable iteration for truth and simulation
         for folder in population.folders:
-            record = FolderRecord(folder)
+            record = FolderRecord(folder, self.api_changes)
             self.records[record.external_id] = record
             self.order.append(record.external_id)
         self.index: list[tuple[int, str]] = sorted((r.last_update_ms, r.external_id) for r in self.records.values())
@@ -114,6 +118,17 @@ class FolderStore:
             if self.on_change is not None:
                 self.on_change(change)
             return change
+
+    def change_api(self, body: dict | None) -> dict:
+        """Set (or, with None, clear) the API changes; every folder is served anew from now on."""
+        with self.lock:
+            if body is None:
+                self.api_changes.clear()
+            else:
+                self.api_changes.configure(body)
+            for record in self.records.values():
+                record._body = None
+            return self.api_changes.snapshot()
 
     def warm_up(self, chunk: int = 500) -> None:
         """Serialize every folder ahead of the first big listing, a chunk at a time between requests."""

@@ -29,6 +29,9 @@ TASK_MODULES = (
     "worker.tasks.lifecycle",
     "worker.tasks.billing",
     "worker.tasks.maintenance",
+    "worker.tasks.reconcile",
+    "worker.tasks.notices",
+    "worker.tasks.connectivity",
 )
 
 app = Celery("bdc")
@@ -64,6 +67,9 @@ def send_soon(name: str, args: list | None = None, kwargs: dict | None = None) -
         return False
     return True
 
+
+# Task, sync and Wedof metrics, and the worker's or beat's exporter (BDC_METRICS_PORT): signal handlers.
+import worker.metrics  # noqa: E402,F401
 
 # Imported here (not only listed in ``include``) so every process using this app, Flower included,
 # knows the tasks by name: Flower's async-apply refuses a task it has not registered.

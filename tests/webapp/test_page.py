@@ -63,7 +63,8 @@ def test_page_serves_the_billing_section_and_its_script(admin_world):
     # Every script is a file of ours, billing's before the page's (which hands it the token helpers);
     # nothing inline (a CSP may forbid it) and nothing from a CDN.
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-    assert [attrs.strip() for attrs, _ in scripts] == ['src="/static/billing.js"', 'src="/static/integration.js"']
+    assert [attrs.strip() for attrs, _ in scripts] == ['src="/static/billing.js"', 'src="/static/operations.js"',
+                                                       'src="/static/integration.js"']
     assert all(body.strip() == "" for _, body in scripts)
     assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
     assert not re.search(r"""(src|href)=["'](https?:)?//""", html)

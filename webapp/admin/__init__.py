@@ -8,4 +8,15 @@ from flask import Blueprint
 
 bp = Blueprint("wedof_admin", __name__, url_prefix="/api/integrations/wedof")
 
-from webapp.admin import audit_log, billing, connection, events, evidence, lifecycle, records, status  # noqa: E402,F401
+from webapp.admin import (  # noqa: E402,F401
+    audit_log,
+    billing,
+    connection,
+    events,
+    evidence,
+    lifecycle,
+    notifications,
+    operations,
+    records,
+    status,
+)

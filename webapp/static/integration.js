@@ -279,8 +279,8 @@
   $("bilan-close").addEventListener("click", () => $("bilan").classList.add("hidden"));
   $("actions-filter").addEventListener("change", () => refresh());
 
-  // Sections in modules of their own (static/billing.js), loaded before this script.
-  const sections = [window.BdcBilling].filter(Boolean);
+  // Sections in modules of their own (static/billing.js, static/operations.js), loaded before this script.
+  const sections = [window.BdcBilling, window.BdcOperations].filter(Boolean);
   for (const section of sections) section.init({ api, download, el, refresh: () => refresh() });
 
   async function refresh() {

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import uuid
 
-from bdc import inbox
+from bdc import api_drift, inbox
 from bdc.db import session_scope
 from bdc.models import EventStatus, WedofConnection
 from billing.evaluate import worth_billing
 from lifecycle.evaluate import worth_evaluating
+from wedof.drift import observe_one as observe_drift
 from wedof.events import EVENT_HEADER, FETCH, DeliveryRejected, event_type_of, parse_delivery
 from wedof.mapping import FolderRejected
 from worker.celery_app import app, send_soon
@@ -106,7 +107,10 @@ def handle_event(event: inbox.ClaimedEvent, task_id: str) -> dict:
             return (result, moved and worth_evaluating(session, event.tenant_id, result.enrollment_id),
                     result.enrollment_id is not None and worth_billing(session, event.tenant_id, result.enrollment_id))
 
-    result, evaluate, bill = retry_on_conflict(handle_and_mark, f"event {event.id}")
+    try:
+        result, evaluate, bill = retry_on_conflict(handle_and_mark, f"event {event.id}")
+    finally:  # the folder's API drift, applied or refused: its own transaction, never raising into the mapping
+        api_drift.note(event.connection_id, observe_drift(folder))
     if evaluate:
         send_soon(EVALUATE_LIFECYCLE, [result.enrollment_id])  # the folder moved: a declaration may be due, or void
     if bill:

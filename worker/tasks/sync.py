@@ -40,6 +40,7 @@ from typing import Any
 from redis.exceptions import LockError, RedisError
 from sqlalchemy import select
 
+from bdc import api_drift
 from bdc.audit import record_audit
 from bdc.db import session_scope
 from bdc.models import BillingMode, SyncKind, SyncRun, SyncStatus, SyncTrigger, WedofConnection
@@ -49,10 +50,12 @@ from billing.evaluate import mode_of as billing_mode
 from billing.evaluate import settings_of as billing_settings_of
 from lifecycle.evaluate import enabled as lifecycle_enabled
 from lifecycle.evaluate import settings_of
+from wedof.drift import observe as observe_drift
 from wedof.mapping import FolderReading, FolderRejected, apply_folders, read_folders
 from wedof.mapping.values import datetime_utc
 from worker.celery_app import app, send_soon
 from worker.connections import ConnectionNotUsable, client_for, redis_client
+from worker.metrics import record_sync_run
 from worker.policy import (
     BadTaskArgument,
     Failure,
@@ -282,6 +285,7 @@ class SyncRunReport(Report):
         # The cursor did not move, so nothing is skipped by the next run.
         _set_run(self.run_id, status=SyncStatus.FAILED, error=failure.reason, finished_at=utcnow())
         _audit_run(self.run_id, "sync.failed", {"error": failure.reason, **failure.details})
+        record_sync_run(self.run_id, "failed")
 
 
 def _set_run(run_id: int, **values) -> None:
@@ -382,6 +386,7 @@ def run_sync(task, args: SyncArgs, run_id: int, tenant_id: int, cursor: datetime
                      details={"connection_id": args.connection_id, "kind": args.kind, "full": args.full,
                               "trigger": args.trigger, **counters.meta(run_id)})
     log.info("sync run %s done: %s", run_id, counters.meta(run_id))
+    record_sync_run(run_id, "succeeded")  # after the commit: a run counted is a run recorded
     if counters.applied:
         _request_tenant_evaluation(tenant_id)
     return {"status": "succeeded", **counters.meta(run_id)}
@@ -412,14 +417,17 @@ def _read_listing(task, args: SyncArgs, run_id: int, tenant_id: int, client, win
 
     def read_ahead(item: tuple) -> tuple:
         number, folders, total = item
-        return number, folders, total, read_folders(folders, args.kind, in_full=read_in_full.is_set())
+        # The page's API drift (keys the mapping does not know or misses) is read here too: no database.
+        return (number, folders, total, read_folders(folders, args.kind, in_full=read_in_full.is_set()),
+                observe_drift(folders))
 
     with Prefetch(pages, ahead=PREFETCH_PAGES, prepare=read_ahead) as prefetched:
-        for _page, folders, total, readings in prefetched:
+        for _page, folders, total, readings, drift in prefetched:
             fresh, deduped = dedupe.filter(folders)
             written = retry_on_conflict(_apply_page, f"sync run {run_id} page {_page}", run_id, tenant_id,
                                         args.kind, [folders[i] for i in fresh], [readings[i] for i in fresh],
                                         counters, len(folders), deduped, total)
+            api_drift.note(args.connection_id, drift)  # one write at most; never raises into the sync
             if written * 2 > len(fresh):
                 read_in_full.set()
             else:
