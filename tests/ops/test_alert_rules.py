@@ -216,6 +216,7 @@ def test_catalog_matches_the_spec_of_issue_14():
         "bdc_sync_last_success_timestamp_seconds": "gauge", "bdc_sync_interval_seconds": "gauge",
         "bdc_wedof_connectivity_up": "gauge", "bdc_wedof_key_revoked": "gauge",
         "bdc_reconciliation_drift": "gauge", "bdc_api_drift_keys": "gauge", "bdc_problems_open": "gauge",
+        "bdc_data_layer_up": "gauge",
     }
 
 
