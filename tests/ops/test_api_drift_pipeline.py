@@ -21,8 +21,6 @@ from bdc.db import session_scope
 from bdc.models import ApiDrift, Enrollment, EventStatus, Notice, NoticeKind, SyncRun, SyncStatus
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
-from tests.support.stack import CeleryWorker, control_app
-from tests.worker.conftest import stack_env_each_backend  # noqa: F401 - the fixture, used below
 from tests.worker.helpers import DONE, event_row, insert_event, make_connection, send
 from worker.task_names import PROCESS_EVENT, SYNC_CONNECTION
 from worker.tasks import sync as sync_module
@@ -30,25 +28,6 @@ from worker.tasks import sync as sync_module
 FOLDERS = 120  # a page of 100 (large enough to clear a set) and one of 20
 CHANGE = {"add": {"attendee.pronouns": "iel", "proposal": {"code": "P1"}}, "remove": ["attendee.phoneNumber"]}
 UNKNOWN, MISSING = ["attendee.pronouns", "proposal"], ["attendee.phoneNumber"]
-
-
-@pytest.fixture(scope="module")
-def stack_env(stack_env_each_backend):  # noqa: F811
-    return stack_env_each_backend
-
-
-@pytest.fixture(scope="module")
-def broker(stack_env):
-    app = control_app(stack_env["REDIS_URL"])
-    yield app
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def worker(stack_env, output_dir):
-    worker = CeleryWorker(stack_env, queues="events,sync", concurrency=2, log_dir=output_dir / "logs").start()
-    yield worker
-    worker.stop()
 
 
 @pytest.fixture(scope="module")

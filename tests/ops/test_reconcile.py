@@ -27,8 +27,6 @@ from bdc.models import (
 )
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
-from tests.support.stack import CeleryWorker, control_app
-from tests.worker.conftest import stack_env_each_backend  # noqa: F401 - the fixture, used below
 from tests.worker.helpers import make_connection, send
 from worker.reconcile import connections_to_reconcile
 from worker.task_names import RECONCILE
@@ -37,25 +35,6 @@ from worker.tasks.reconcile import reconcile as reconcile_task
 
 FOLDERS = 120
 FINISHED = (SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.SKIPPED)
-
-
-@pytest.fixture(scope="module")
-def stack_env(stack_env_each_backend):  # noqa: F811
-    return stack_env_each_backend
-
-
-@pytest.fixture(scope="module")
-def broker(stack_env):
-    app = control_app(stack_env["REDIS_URL"])
-    yield app
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def worker(stack_env, output_dir):
-    worker = CeleryWorker(stack_env, queues="events,sync", concurrency=2, log_dir=output_dir / "logs").start()
-    yield worker
-    worker.stop()
 
 
 @pytest.fixture(scope="module")
