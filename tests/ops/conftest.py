@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.stack import CeleryWorker, control_app
-from tests.worker.conftest import stack_env_each_backend  # noqa: F401 - the fixture, aliased below
+from tests.support.stack import CeleryWorker
+from tests.worker.conftest import broker, stack_env_each_backend  # noqa: F401 - fixtures, the second aliased below
 
 
 @pytest.fixture(scope="module")
 def stack_env(stack_env_each_backend):  # noqa: F811
     """A module using the stack runs on PostgreSQL, then on SQLite."""
     return stack_env_each_backend
-
-
-@pytest.fixture(scope="module")
-def broker(stack_env):
-    app = control_app(stack_env["REDIS_URL"])
-    yield app
-    app.close()
 
 
 @pytest.fixture(scope="module")
