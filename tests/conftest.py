@@ -7,6 +7,7 @@ from the real Alembic schema without paying for a migration run each time.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import shutil
@@ -170,3 +171,24 @@ def session(db_url):
     maker = bdc_db.get_sessionmaker(db_url)
     with maker() as s:
         yield s
+
+
+@pytest.fixture
+def fresh_task_sender():
+    """Make ``webapp.dispatch`` publish to the broker the current settings name.
+
+    ``celeryconfig`` reads REDIS_URL once at import and the sender is cached per process, so a
+    test that changes REDIS_URL must rebuild both.
+    """
+    import celeryconfig
+    from webapp import dispatch
+
+    def rebuild():
+        if dispatch.task_sender.cache_info().currsize:
+            dispatch.task_sender().close()
+        dispatch.task_sender.cache_clear()
+        importlib.reload(celeryconfig)
+
+    rebuild()
+    yield rebuild
+    rebuild()

@@ -18,7 +18,6 @@ from tests.webapp.conftest import (  # noqa: F401 - fixtures
     build_receiver,
     create_connection,
     folder_body,
-    fresh_task_sender,
     receiver,
 )
 from webapp import metrics
@@ -79,7 +78,7 @@ def test_each_outcome_is_counted_under_the_resolved_tenant(receiver):  # noqa: F
     assert value(after, "bdc_http_request_duration_seconds_count", endpoint=RULE, method="POST", code="404") >= 1
 
 
-def test_too_large_bodies_are_counted(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):  # noqa: F811
+def test_too_large_bodies_are_counted(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):
     small = build_receiver(app_env, fresh_task_sender, sqlite_db_url, redis_url, webhook_max_body_bytes="1024")
     tenant = slug_of(small.database_url, small.connection_id)
     before = scrape(small.client)
@@ -141,7 +140,7 @@ HOSTILE_AUTHORIZATIONS = [
 
 
 @pytest.fixture
-def guarded(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):  # noqa: F811
+def guarded(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):
     return build_receiver(app_env, fresh_task_sender, sqlite_db_url, redis_url, metrics_token="metrics-token-9f2c")
 
 

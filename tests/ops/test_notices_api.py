@@ -7,7 +7,6 @@ Redis as the broker: "check now" is checked by reading its message from the ``ev
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import timedelta
 
@@ -26,30 +25,13 @@ HOOK = "http://127.0.0.1:8765/hooks/T01-B02-very-secret"
 
 
 @pytest.fixture
-def task_sender():
-    """Publish to the broker the current settings name (as tests/webapp's ``fresh_task_sender``)."""
-    import celeryconfig
-    from webapp import dispatch
-
-    def rebuild():
-        if dispatch.task_sender.cache_info().currsize:
-            dispatch.task_sender().close()
-        dispatch.task_sender.cache_clear()
-        importlib.reload(celeryconfig)
-
-    rebuild()
-    yield rebuild
-    rebuild()
+def world(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):
+    return build_admin_world(app_env, fresh_task_sender, sqlite_db_url, redis_url)
 
 
 @pytest.fixture
-def world(app_env, sqlite_db_url, redis_url, redis_client, task_sender):
-    return build_admin_world(app_env, task_sender, sqlite_db_url, redis_url)
-
-
-@pytest.fixture
-def world_any_db(app_env, db_url, redis_url, redis_client, task_sender):
-    return build_admin_world(app_env, task_sender, db_url, redis_url)
+def world_any_db(app_env, db_url, redis_url, redis_client, fresh_task_sender):
+    return build_admin_world(app_env, fresh_task_sender, db_url, redis_url)
 
 
 def a(w) -> str:
@@ -105,8 +87,8 @@ def test_settings_round_trip_with_a_write_only_webhook(world_any_db):
         assert len(session.scalars(select(AuditLog).where(AuditLog.action == "notifications.settings_changed")).all()) == 2
 
 
-def test_smtp_configured_says_whether_email_can_go_out(app_env, sqlite_db_url, redis_url, redis_client, task_sender):
-    w = build_admin_world(app_env, task_sender, sqlite_db_url, redis_url, smtp_host="127.0.0.1")
+def test_smtp_configured_says_whether_email_can_go_out(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):
+    w = build_admin_world(app_env, fresh_task_sender, sqlite_db_url, redis_url, smtp_host="127.0.0.1")
     assert w.call("GET", SETTINGS, who="admin_a").get_json()["smtp_configured"] is True
 
 
@@ -181,8 +163,8 @@ def test_a_huge_body_is_refused_before_it_is_read(world):
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8765/hook", "https://127.0.0.1/hook", "https://localhost/x"])
-def test_loopback_webhooks_are_refused_in_production(app_env, sqlite_db_url, redis_url, redis_client, task_sender, url):
-    w = build_admin_world(app_env, task_sender, sqlite_db_url, redis_url, APP_ENV="production")
+def test_loopback_webhooks_are_refused_in_production(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender, url):
+    w = build_admin_world(app_env, fresh_task_sender, sqlite_db_url, redis_url, APP_ENV="production")
     error_of(w.call("PUT", SETTINGS, who="admin_a", json={"chat_webhook_url": url}), 422, "chat_webhook_url")
     ok = w.call("PUT", SETTINGS, who="admin_a", json={"chat_webhook_url": "https://hooks.slack.com/services/T/B/x"})
     assert ok.status_code == 200 and ok.get_json()["chat_webhook_configured"] is True
@@ -241,11 +223,11 @@ def test_check_now_sends_the_task_by_name(world, redis_client):
     error_of(world.call("POST", "/connectivity/check", who="admin_a", json={"connection_id": 5}), 422)
     with session_scope(world.database_url) as session:
         session.get(WedofConnection, world.connections["a"]).enabled = False
-    error_of(world.call("POST", "/connectivity/check", who="admin_a"), 409)
+    assert error_of(world.call("POST", "/connectivity/check", who="admin_a"), 409)["error"] == "connection_not_usable"
 
 
-def test_check_now_without_a_broker_is_503(app_env, sqlite_db_url, redis_url, redis_client, task_sender):
-    w = build_admin_world(app_env, task_sender, sqlite_db_url, f"redis://127.0.0.1:{free_port()}/0")
+def test_check_now_without_a_broker_is_503(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):
+    w = build_admin_world(app_env, fresh_task_sender, sqlite_db_url, f"redis://127.0.0.1:{free_port()}/0")
     error_of(w.call("POST", "/connectivity/check", who="admin_a"), 503)
 
 

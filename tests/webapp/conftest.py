@@ -6,7 +6,6 @@ Shared by the receiver and admin API tests; add fixtures, do not change existing
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,27 +60,6 @@ def queued_messages(redis_client, queue: str = "events") -> list[dict]:
         args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
         messages.append({"task": message["headers"]["task"], "id": message["headers"]["id"], "args": args})
     return messages
-
-
-@pytest.fixture
-def fresh_task_sender():
-    """Make ``webapp.dispatch`` publish to the broker the current settings name.
-
-    ``celeryconfig`` reads REDIS_URL once at import and the sender is cached per process, so a
-    test that changes REDIS_URL must rebuild both.
-    """
-    import celeryconfig
-    from webapp import dispatch
-
-    def rebuild():
-        if dispatch.task_sender.cache_info().currsize:
-            dispatch.task_sender().close()
-        dispatch.task_sender.cache_clear()
-        importlib.reload(celeryconfig)
-
-    rebuild()
-    yield rebuild
-    rebuild()
 
 
 @dataclass
