@@ -163,7 +163,12 @@ def test_reconcile_needs_a_usable_connection_and_a_broker(admin_world, app_env, 
     w = admin_world
     with session_scope(w.database_url) as session:
         session.get(WedofConnection, w.connections["a"]).enabled = False
-    assert w.call("POST", "/reconcile", who="admin_a").status_code == 409
+    refused = w.call("POST", "/reconcile", who="admin_a")
+    assert refused.status_code == 409 and refused.get_json()["error"] == "connection_not_usable"
+    with session_scope(w.database_url) as session:
+        connection = session.get(WedofConnection, w.connections["a"])
+        connection.enabled, connection.api_key = True, None
+    assert w.call("POST", "/reconcile", who="admin_a").get_json()["error"] == "connection_not_usable"
     assert w.call("POST", "/reconcile", who="admin_b", json={"x": 1}).status_code == 422
     assert w.call("POST", f"/reconcile?tenant_id={w.tenants['a']}", who="admin_b").status_code == 404
     assert w.call("POST", "/reconcile", who="trainer_a").status_code == 403

@@ -24,7 +24,7 @@ from bdc.types import utcnow
 from webapp.admin import bp
 from webapp.admin.common import db_session
 from webapp.admin.pagination import paginate
-from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection
+from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection, usable_connection
 from webapp.admin.serializers import enum_value, iso
 from webapp.admin.validation import field, json_object, query_choice, reject_unknown
 from webapp.auth import admin_required
@@ -249,10 +249,7 @@ def check_connectivity_now():
     reject_unknown(json_object(allow_empty=True), set())
     with db_session() as session:
         tenant = resolve_tenant(session)
-        connection = tenant_connection(session, tenant)
-        if not connection.enabled or not connection.api_key:
-            raise ApiError(409, "connection_not_usable", "The connection is disabled or has no API key: there is "
-                                                         "nothing to check.")
+        connection = usable_connection(session, tenant, "there is nothing to check")
         record_audit(session, actor=current_principal().actor, action="connectivity.check_requested",
                      tenant_id=tenant.id, target=("wedof_connection", connection.id))
         connection_id = connection.id

@@ -26,7 +26,7 @@ from bdc.types import utcnow
 from webapp.admin import bp
 from webapp.admin.common import db_session
 from webapp.admin.lifecycle import queue_task
-from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection
+from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection, usable_connection
 from webapp.admin.serializers import iso
 from webapp.admin.validation import json_object, reject_unknown
 from webapp.auth import admin_required
@@ -141,10 +141,7 @@ def request_reconciliation():
     reject_unknown(json_object(allow_empty=True), set())
     with db_session() as session:
         tenant = resolve_tenant(session)
-        connection = tenant_connection(session, tenant)
-        if not connection.api_key or not connection.enabled:
-            raise ApiError(409, "connection_not_configured",
-                           "The connection needs an API key and must be enabled before Wedof can be counted.")
+        connection = usable_connection(session, tenant, "Wedof cannot be counted")
         connection_id = connection.id
         record_audit(session, actor=current_principal().actor, action="reconcile.requested", tenant_id=tenant.id,
                      target=("wedof_connection", connection_id))

@@ -91,3 +91,13 @@ def tenant_connection(session: Session, tenant: Tenant, *, required: bool = True
         raise ApiError(404, "no_connection",
                        "This tenant has no Wedof connection yet; create one with POST connection.")
     return connection
+
+
+def usable_connection(session: Session, tenant: Tenant, purpose: str) -> WedofConnection:
+    """The tenant's connection when it can call Wedof (enabled, with an API key); else 409 saying ``purpose``
+    cannot happen (``purpose``: what the request would have done, e.g. "nothing to check")."""
+    connection = tenant_connection(session, tenant)
+    if not connection.enabled or not connection.api_key:
+        raise ApiError(409, "connection_not_usable",
+                       f"The connection is disabled or has no Wedof API key: {purpose}.")
+    return connection
