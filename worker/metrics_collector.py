@@ -185,14 +185,21 @@ def _connected_slugs(scrape: _Scrape) -> list[str]:
     return [scrape.tenant(tenant_id) for tenant_id in scrape.connected]
 
 
-def _inbox(session, scrape: _Scrape) -> None:
-    rows = session.execute(select(WebhookEvent.connection_id, WebhookEvent.status, func.count())
-                           .group_by(WebhookEvent.connection_id, WebhookEvent.status)).all()
+def _status_counts(session, scrape: _Scrape, name: str, owner, column, members, *conditions,
+                   by_connection: bool = False) -> None:
+    """``name``: rows counted by tenant and ``column`` in one grouped query, and a zero for each of
+    ``members`` per connected tenant. ``owner`` is the rows' tenant id, or their connection id."""
+    rows = session.execute(select(owner, column, func.count()).where(*conditions).group_by(owner, column)).all()
+    label = scrape.of_connection if by_connection else scrape.tenant
     counts: dict[tuple, float] = defaultdict(float)
-    for connection_id, status, count in rows:
-        counts[(scrape.of_connection(connection_id), _value(status))] += count
-    scrape.add_counts("bdc_inbox_events", counts,
-                      [(slug, status.value) for slug in _connected_slugs(scrape) for status in EventStatus])
+    for owner_id, member, count in rows:
+        counts[(label(owner_id), _value(member))] += count
+    scrape.add_counts(name, counts, [(slug, member.value) for slug in _connected_slugs(scrape) for member in members])
+
+
+def _inbox(session, scrape: _Scrape) -> None:
+    _status_counts(session, scrape, "bdc_inbox_events", WebhookEvent.connection_id, WebhookEvent.status, EventStatus,
+                   by_connection=True)
 
 
 def _inbox_oldest(session, scrape: _Scrape) -> None:
@@ -231,24 +238,12 @@ def _lifecycle(session, scrape: _Scrape) -> None:
 
 
 def _invoices(session, scrape: _Scrape) -> None:
-    rows = session.execute(select(Invoice.tenant_id, Invoice.status, func.count())
-                           .group_by(Invoice.tenant_id, Invoice.status)).all()
-    counts: dict[tuple, float] = defaultdict(float)
-    for tenant_id, status, count in rows:
-        counts[(scrape.tenant(tenant_id), _value(status))] += count
-    scrape.add_counts("bdc_invoices", counts,
-                      [(slug, status.value) for slug in _connected_slugs(scrape) for status in InvoiceStatus])
+    _status_counts(session, scrape, "bdc_invoices", Invoice.tenant_id, Invoice.status, InvoiceStatus)
 
 
 def _problems(session, scrape: _Scrape) -> None:
-    rows = session.execute(select(Problem.tenant_id, Problem.kind, func.count())
-                           .where(Problem.status == ProblemStatus.OPEN)
-                           .group_by(Problem.tenant_id, Problem.kind)).all()
-    counts: dict[tuple, float] = defaultdict(float)
-    for tenant_id, kind, count in rows:
-        counts[(scrape.tenant(tenant_id), _value(kind))] += count
-    scrape.add_counts("bdc_problems_open", counts,
-                      [(slug, kind.value) for slug in _connected_slugs(scrape) for kind in ProblemKind])
+    _status_counts(session, scrape, "bdc_problems_open", Problem.tenant_id, Problem.kind, ProblemKind,
+                   Problem.status == ProblemStatus.OPEN)
 
 
 def _last_sync(session, scrape: _Scrape) -> None:
@@ -261,36 +256,32 @@ def _last_sync(session, scrape: _Scrape) -> None:
             scrape.add("bdc_sync_last_success_timestamp_seconds", [scrape.tenant(tenant_id)], stamp.timestamp())
 
 
-def _newest_per_connection(model, *conditions):
-    """The id of each connection's newest row of ``model`` (ids grow with time; ties cannot happen)."""
-    return (select(model.connection_id, func.max(model.id).label("newest_id"))
-            .where(*conditions).group_by(model.connection_id).subquery())
+def _newest_per_connection(session, scrape: _Scrape, model, columns: tuple, *conditions) -> list[tuple]:
+    """(tenant label, row of ``columns``) of each connection's newest row of ``model``, by label.
+
+    Newest by id: ids grow with time, and ties cannot happen."""
+    newest = (select(model.connection_id, func.max(model.id).label("newest_id"))
+              .where(*conditions).group_by(model.connection_id).subquery())
+    rows = session.execute(select(model.connection_id, *columns).join(newest, model.id == newest.c.newest_id)).all()
+    return sorted(((scrape.of_connection(row[0]), row[1:]) for row in rows), key=lambda labelled: labelled[0])
 
 
 def _connectivity(session, scrape: _Scrape) -> None:
-    newest = _newest_per_connection(ConnectivityCheck)
-    rows = session.execute(select(ConnectivityCheck.connection_id, ConnectivityCheck.ok, ConnectivityCheck.status_code)
-                           .join(newest, ConnectivityCheck.id == newest.c.newest_id)).all()
-    for connection_id, ok, status_code in sorted(rows, key=lambda row: scrape.of_connection(row.connection_id)):
-        slug = scrape.of_connection(connection_id)
+    for slug, (ok, status_code) in _newest_per_connection(
+            session, scrape, ConnectivityCheck, (ConnectivityCheck.ok, ConnectivityCheck.status_code)):
         scrape.add("bdc_wedof_connectivity_up", [slug], 1 if ok else 0)
         scrape.add("bdc_wedof_key_revoked", [slug], 1 if status_code == 401 else 0)
 
 
 def _reconciliation(session, scrape: _Scrape) -> None:
     # A failed report compared nothing: the drift is the last one that did.
-    newest = _newest_per_connection(ReconciliationReport, ReconciliationReport.status != ReportStatus.FAILED)
-    rows = session.execute(select(ReconciliationReport.connection_id, ReconciliationReport.drift)
-                           .join(newest, ReconciliationReport.id == newest.c.newest_id)).all()
-    for connection_id, drift in sorted(rows, key=lambda row: scrape.of_connection(row.connection_id)):
-        scrape.add("bdc_reconciliation_drift", [scrape.of_connection(connection_id)], drift or 0)
+    for slug, (drift,) in _newest_per_connection(session, scrape, ReconciliationReport, (ReconciliationReport.drift,),
+                                                 ReconciliationReport.status != ReportStatus.FAILED):
+        scrape.add("bdc_reconciliation_drift", [slug], drift or 0)
 
 
 def _api_drift(session, scrape: _Scrape) -> None:
-    newest = _newest_per_connection(ApiDrift)
-    rows = session.execute(select(ApiDrift.connection_id, ApiDrift.unknown_keys, ApiDrift.missing_keys)
-                           .join(newest, ApiDrift.id == newest.c.newest_id)).all()
-    for connection_id, unknown, missing in sorted(rows, key=lambda row: scrape.of_connection(row.connection_id)):
-        slug = scrape.of_connection(connection_id)
+    for slug, (unknown, missing) in _newest_per_connection(session, scrape, ApiDrift,
+                                                           (ApiDrift.unknown_keys, ApiDrift.missing_keys)):
         scrape.add("bdc_api_drift_keys", [slug, "unknown"], len(unknown or []))
         scrape.add("bdc_api_drift_keys", [slug, "missing"], len(missing or []))
