@@ -230,6 +230,12 @@ def _footer(link: str, reminder_every: float | None) -> list[str]:
     return lines
 
 
+def _message(subject: str, lines: list[str], chat: str, link: str, reminder_every: float | None) -> Message:
+    """The email greets, says ``lines`` and ends with the footer; the chat text is ``chat``."""
+    body = ["Bonjour,", "", *lines, *_footer(link, reminder_every)]
+    return Message(subject, "\n".join(body) + "\n", chat)
+
+
 def opening(tenant: str, problems: list[Problem], link: str, reminder_every: float) -> Message:
     """One message for the problems of a tenant that opened in the same run."""
     if len(problems) == 1:
@@ -238,27 +244,26 @@ def opening(tenant: str, problems: list[Problem], link: str, reminder_every: flo
     else:
         subject = _subject(tenant, f"{len(problems)} problèmes détectés")
         intro = f"{len(problems)} problèmes ont été détectés pour {_one_line(tenant)} :"
-    body = ["Bonjour,", "", intro]
+    lines = [intro]
     for problem in problems:
-        body += ["", *_block(problem)]
-    chat = [f"{subject}"] + [f"• {TITLES[p.kind]} : {p.summary}" for p in problems] + [link]
-    return Message(subject, "\n".join(body + _footer(link, reminder_every)) + "\n", "\n".join(chat))
+        lines += ["", *_block(problem)]
+    chat = [subject] + [f"• {TITLES[p.kind]} : {p.summary}" for p in problems] + [link]
+    return _message(subject, lines, "\n".join(chat), link, reminder_every)
 
 
 def reminder(tenant: str, problem: Problem, link: str, reminder_every: float) -> Message:
     subject = _subject(tenant, f"Rappel : {TITLES[problem.kind]}")
-    body = ["Bonjour,", "", f"Rappel : ce problème est toujours en cours pour {_one_line(tenant)}, depuis le "
-                            f"{when(problem.opened_at)}.", "", *_block(problem)]
+    lines = [f"Rappel : ce problème est toujours en cours pour {_one_line(tenant)}, depuis le "
+             f"{when(problem.opened_at)}.", "", *_block(problem)]
     chat = f"{subject}\n• {problem.summary} (depuis le {when(problem.opened_at)})\n{link}"
-    return Message(subject, "\n".join(body + _footer(link, reminder_every)) + "\n", chat)
+    return _message(subject, lines, chat, link, reminder_every)
 
 
 def resolution(tenant: str, problem: Problem, link: str) -> Message:
     subject = _subject(tenant, f"Résolu : {TITLES[problem.kind]}")
-    body = ["Bonjour,", "",
-            f"Résolu : « {TITLES[problem.kind]} » n'est plus constaté pour {_one_line(tenant)} depuis le "
-            f"{when(problem.resolved_at)}.",
-            f"Le problème avait été détecté le {when(problem.opened_at)} (dernier état : {problem.summary}).",
-            "Aucune action n'est nécessaire."]
+    lines = [f"Résolu : « {TITLES[problem.kind]} » n'est plus constaté pour {_one_line(tenant)} depuis le "
+             f"{when(problem.resolved_at)}.",
+             f"Le problème avait été détecté le {when(problem.opened_at)} (dernier état : {problem.summary}).",
+             "Aucune action n'est nécessaire."]
     chat = f"{subject}\n• depuis le {when(problem.resolved_at)} (ouvert le {when(problem.opened_at)})\n{link}"
-    return Message(subject, "\n".join(body + _footer(link, None)) + "\n", chat)
+    return _message(subject, lines, chat, link, None)
