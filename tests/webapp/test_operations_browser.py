@@ -10,7 +10,6 @@ second point. Screenshots land in test-output/<test name>/.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import pytest
@@ -28,6 +27,7 @@ from bdc.models import (
     WedofConnection,
 )
 from tests.conftest import fresh_postgres_url, process_environment
+from tests.support.browser import admin_token, chromium, page_stack_env
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker, Receiver, control_app
@@ -36,8 +36,6 @@ from worker.task_names import QUEUE_OF, RECONCILE
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 FOLDERS = 30
 
 
@@ -49,11 +47,8 @@ def _reports(connection_id: int) -> int:
 
 @pytest.fixture(scope="module")
 def stack(redis_server, pg_cluster, pg_template, tmp_path_factory, output_dir):
-    base = redis_server.url.rsplit("/", 1)[0]
-    env = {"APP_ENV": "test", "DATABASE_URL": fresh_postgres_url(pg_cluster, pg_template), "REDIS_URL": f"{base}/8",
-           "BDC_VAR_DIR": str(tmp_path_factory.mktemp("ops-var")), "WEDOF_SYNC_ENABLED": "false",
-           "SECRET_ENCRYPTION_KEY": os.environ["SECRET_ENCRYPTION_KEY"], "JWT_SECRET_KEY": os.environ["JWT_SECRET_KEY"],
-           "FLOWER_URL": "http://127.0.0.1:5555", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+    env = page_stack_env(redis_server.url, 8, fresh_postgres_url(pg_cluster, pg_template),
+                         tmp_path_factory.mktemp("ops-var"))
     logs = output_dir / "logs"
     with process_environment(env):
         with running_sandbox(folders=FOLDERS, seed=8) as sandbox:
@@ -85,18 +80,9 @@ def _events_done(connection_id: int) -> int:
             WebhookEvent.status.in_((EventStatus.PROCESSED, EventStatus.FAILED))))
 
 
-def _token(user_id: int, tenant_id: int) -> str:
-    from flask_jwt_extended import create_access_token
-
-    from webapp.app import create_app
-
-    with create_app().app_context():
-        return create_access_token(identity=str(user_id), additional_claims={"role": "tenant_admin",
-                                                                             "tenant_id": tenant_id})
-
 
 def test_the_operations_section_after_a_reconciliation(stack, output_dir, request):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from worker.tasks import sync as sync_module
 
@@ -122,60 +108,56 @@ def test_the_operations_section_after_a_reconciliation(stack, output_dir, reques
     broker.send_task(RECONCILE, args=[ids["connection"]], queue=QUEUE_OF[RECONCILE], task_id=str(uuid.uuid4()))
     wait_until(lambda: _reports(ids["connection"]) == 1, timeout=90, message="the worker's reconciliation report")
 
-    token = _token(ids["admin"], ids["tenant"])
+    token = admin_token(ids["admin"], ids["tenant"])
     errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            # Every answer the page gets is a success (the browser's own favicon request aside).
-            page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
-                    if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
-            page.goto(f"{stack['receiver'].url}/integrations/wedof?token={token}")
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Every answer the page gets is a success (the browser's own favicon request aside).
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
+                if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+        page.goto(f"{stack['receiver'].url}/integrations/wedof?token={token}")
 
-            # The last report: Wedof's states against ours, agreeing.
-            summary = page.locator("#reconcile-summary")
-            expect(summary).to_have_attribute("data-status", "ok", timeout=30_000)
-            expect(summary.locator(".badge")).to_have_text("concordant")
-            expect(summary).to_contain_text(f"Wedof {FOLDERS} dossiers, chez nous {FOLDERS}")
-            state_rows = page.locator("#reconcile-states tr[data-state]")
-            expect(state_rows).to_have_count(16)
-            expect(page.locator("#reconcile-states tr.differs")).to_have_count(0)
+        # The last report: Wedof's states against ours, agreeing.
+        summary = page.locator("#reconcile-summary")
+        expect(summary).to_have_attribute("data-status", "ok", timeout=30_000)
+        expect(summary.locator(".badge")).to_have_text("concordant")
+        expect(summary).to_contain_text(f"Wedof {FOLDERS} dossiers, chez nous {FOLDERS}")
+        state_rows = page.locator("#reconcile-states tr[data-state]")
+        expect(state_rows).to_have_count(16)
+        expect(page.locator("#reconcile-states tr.differs")).to_have_count(0)
 
-            # The API drift: the new key and the missing one, by name.
-            expect(page.locator("#api-drift-summary")).to_have_attribute("data-drift", "changed")
-            expect(page.locator("#api-drift-keys li[data-key='attendee.pronouns']")).to_contain_text("clé inconnue")
-            expect(page.locator("#api-drift-keys li[data-key='permalink']")).to_contain_text("clé attendue absente")
+        # The API drift: the new key and the missing one, by name.
+        expect(page.locator("#api-drift-summary")).to_have_attribute("data-drift", "changed")
+        expect(page.locator("#api-drift-keys li[data-key='attendee.pronouns']")).to_contain_text("clé inconnue")
+        expect(page.locator("#api-drift-keys li[data-key='permalink']")).to_contain_text("clé attendue absente")
 
-            # The drift chart: an accessible inline SVG with one data point, and its text table.
-            drift_svg = page.locator("#chart-drift svg[role='img']")
-            expect(drift_svg).to_have_count(1)
-            expect(drift_svg).to_have_attribute("data-points", "1")
-            expect(drift_svg.locator("circle.point")).to_have_count(1)
-            expect(drift_svg.locator("circle.point")).to_have_attribute("data-value", "0")
-            labelled = drift_svg.get_attribute("aria-labelledby").split()
-            assert page.locator(f"[id='{labelled[0]}']").text_content() == "Écart de réconciliation, rapport par rapport"
-            assert "1 valeurs" in page.locator(f"[id='{labelled[1]}']").text_content()
-            expect(page.locator("#chart-drift .chart-table tr")).to_have_count(2)  # header + one report
-            expect(page.locator("#chart-deliveries svg rect.column")).to_have_count(48)
-            # This hour's bars: the four deliveries, one of them failed.
-            expect(page.locator("#chart-deliveries svg rect.column").last).to_have_attribute("data-value", "4")
-            expect(page.locator("#chart-failures svg rect.column").last).to_have_attribute("data-value", "1")
-            expect(page.locator("#chart-sync svg rect.point")).to_have_count(1)
-            assert not page.locator("script[src*='//']").count()  # nothing from a CDN
-            page.screenshot(path=str(shots / "1-operations.png"), full_page=True)
+        # The drift chart: an accessible inline SVG with one data point, and its text table.
+        drift_svg = page.locator("#chart-drift svg[role='img']")
+        expect(drift_svg).to_have_count(1)
+        expect(drift_svg).to_have_attribute("data-points", "1")
+        expect(drift_svg.locator("circle.point")).to_have_count(1)
+        expect(drift_svg.locator("circle.point")).to_have_attribute("data-value", "0")
+        labelled = drift_svg.get_attribute("aria-labelledby").split()
+        assert page.locator(f"[id='{labelled[0]}']").text_content() == "Écart de réconciliation, rapport par rapport"
+        assert "1 valeurs" in page.locator(f"[id='{labelled[1]}']").text_content()
+        expect(page.locator("#chart-drift .chart-table tr")).to_have_count(2)  # header + one report
+        expect(page.locator("#chart-deliveries svg rect.column")).to_have_count(48)
+        # This hour's bars: the four deliveries, one of them failed.
+        expect(page.locator("#chart-deliveries svg rect.column").last).to_have_attribute("data-value", "4")
+        expect(page.locator("#chart-failures svg rect.column").last).to_have_attribute("data-value", "1")
+        expect(page.locator("#chart-sync svg rect.point")).to_have_count(1)
+        assert not page.locator("script[src*='//']").count()  # nothing from a CDN
+        page.screenshot(path=str(shots / "1-operations.png"), full_page=True)
 
-            # Compare now, from the keyboard: the worker's new report is drawn as a second point.
-            page.locator("#reconcile-now").focus()
-            page.keyboard.press("Enter")
-            expect(page.locator("#operations-message")).to_contain_text("Nouveau rapport", timeout=60_000)
-            expect(drift_svg).to_have_attribute("data-points", "2")
-            expect(page.locator("#chart-drift svg polyline.series")).to_have_count(1)
-            assert _reports(ids["connection"]) == 2
-            page.locator("#chart-drift details summary").click()
-            expect(page.locator("#chart-drift .chart-table")).to_be_visible()
-            page.screenshot(path=str(shots / "2-second-report.png"), full_page=True)
-        finally:
-            browser.close()
+        # Compare now, from the keyboard: the worker's new report is drawn as a second point.
+        page.locator("#reconcile-now").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#operations-message")).to_contain_text("Nouveau rapport", timeout=60_000)
+        expect(drift_svg).to_have_attribute("data-points", "2")
+        expect(page.locator("#chart-drift svg polyline.series")).to_have_count(1)
+        assert _reports(ids["connection"]) == 2
+        page.locator("#chart-drift details summary").click()
+        expect(page.locator("#chart-drift .chart-table")).to_be_visible()
+        page.screenshot(path=str(shots / "2-second-report.png"), full_page=True)
     assert errors == []

@@ -8,7 +8,6 @@ failed event and sees it processed. Screenshots land in test-output/<test name>/
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,14 +16,13 @@ from sqlalchemy import select
 from bdc.db import session_scope
 from bdc.models import Enrollment, EventStatus, SyncRun, Tenant, User, UserRole, WebhookEvent, WedofConnection
 from tests.conftest import fresh_postgres_url, process_environment
+from tests.support.browser import admin_token, chromium, page_stack_env
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker, Receiver
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 FOLDERS = 30
 
 
@@ -53,11 +51,8 @@ def _seed(sandbox) -> dict:
 
 @pytest.fixture(scope="module")
 def stack(redis_server, pg_cluster, pg_template, tmp_path_factory, output_dir):
-    base = redis_server.url.rsplit("/", 1)[0]
-    env = {"APP_ENV": "test", "DATABASE_URL": fresh_postgres_url(pg_cluster, pg_template), "REDIS_URL": f"{base}/6",
-           "BDC_VAR_DIR": str(tmp_path_factory.mktemp("var")), "WEDOF_SYNC_ENABLED": "false",
-           "SECRET_ENCRYPTION_KEY": os.environ["SECRET_ENCRYPTION_KEY"], "JWT_SECRET_KEY": os.environ["JWT_SECRET_KEY"],
-           "FLOWER_URL": "http://127.0.0.1:5555", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+    env = page_stack_env(redis_server.url, 6, fresh_postgres_url(pg_cluster, pg_template),
+                         tmp_path_factory.mktemp("var"))
     logs = output_dir / "logs"
     with process_environment(env):
         with running_sandbox(folders=FOLDERS, seed=5) as sandbox:
@@ -71,66 +66,53 @@ def stack(redis_server, pg_cluster, pg_template, tmp_path_factory, output_dir):
                 worker.stop()
 
 
-def _token(user_id: int, tenant_id: int) -> str:
-    from flask_jwt_extended import create_access_token
-
-    from webapp.app import create_app
-
-    with create_app().app_context():
-        return create_access_token(identity=str(user_id), additional_claims={"role": "tenant_admin",
-                                                                             "tenant_id": tenant_id})
-
 
 def test_sync_now_and_retry_in_the_browser(stack, output_dir, request):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     shots = output_dir / request.node.name
     shots.mkdir(parents=True, exist_ok=True)
     ids = stack["ids"]
-    token = _token(ids["admin"], ids["tenant"])
+    token = admin_token(ids["admin"], ids["tenant"])
     url = f"{stack['receiver'].url}/integrations/wedof?token={token}"
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(url)
-            expect(page.locator("#connection-state")).to_have_text("Connecté", timeout=30_000)
-            assert "token=" not in page.url  # kept in sessionStorage, not in the address bar
-            failed_rows = page.locator("#failed-events tr[data-event-id]")
-            expect(failed_rows).to_have_count(1)
-            expect(page.locator("#webhook-url")).to_have_value(
-                f"http://127.0.0.1:8000/api/webhooks/wedof/{ids['connection']}")
-            flower_link = page.locator("#failed-events a")
-            expect(flower_link).to_have_attribute("href", "http://127.0.0.1:5555/task/lost-task-id")
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(url)
+        expect(page.locator("#connection-state")).to_have_text("Connecté", timeout=30_000)
+        assert "token=" not in page.url  # kept in sessionStorage, not in the address bar
+        failed_rows = page.locator("#failed-events tr[data-event-id]")
+        expect(failed_rows).to_have_count(1)
+        expect(page.locator("#webhook-url")).to_have_value(
+            f"http://127.0.0.1:8000/api/webhooks/wedof/{ids['connection']}")
+        flower_link = page.locator("#failed-events a")
+        expect(flower_link).to_have_attribute("href", "http://127.0.0.1:5555/task/lost-task-id")
 
-            # Sync now: the page polls sync-runs/<id> until the worker finishes.
-            page.select_option("#sync-type", "all")
-            page.click("#sync-now")
-            status = page.locator("#sync-status")
-            expect(status).to_have_attribute("data-status", "succeeded", timeout=120_000)
-            expect(status).to_contain_text(f"{FOLDERS} / {FOLDERS}")
-            assert page.locator("#sync-progress-bar").evaluate("el => el.style.width") == "100%"
-            expect(page.locator("#sync-history tr[data-run-id]").first.locator(".badge")).to_have_text("réussie")
-            page.screenshot(path=str(shots / "1-sync-done.png"), full_page=True)
+        # Sync now: the page polls sync-runs/<id> until the worker finishes.
+        page.select_option("#sync-type", "all")
+        page.click("#sync-now")
+        status = page.locator("#sync-status")
+        expect(status).to_have_attribute("data-status", "succeeded", timeout=120_000)
+        expect(status).to_contain_text(f"{FOLDERS} / {FOLDERS}")
+        assert page.locator("#sync-progress-bar").evaluate("el => el.style.width") == "100%"
+        expect(page.locator("#sync-history tr[data-run-id]").first.locator(".badge")).to_have_text("réussie")
+        page.screenshot(path=str(shots / "1-sync-done.png"), full_page=True)
 
-            with session_scope() as session:
-                run = session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
-                assert (run.status.value, run.trigger.value, run.fetched, run.failed) == (
-                    "succeeded", "manual", FOLDERS, 0)
+        with session_scope() as session:
+            run = session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
+            assert (run.status.value, run.trigger.value, run.fetched, run.failed) == (
+                "succeeded", "manual", FOLDERS, 0)
 
-            # Retry the failed event: the worker processes it with the real folder.
-            page.click(f"#failed-events button[data-event-id='{ids['event']}']")
-            expect(page.locator("#events-message")).to_contain_text(f"Événement {ids['event']} relancé")
-            wait_until(lambda: _event_status(ids["event"]) == EventStatus.PROCESSED, timeout=60,
-                       message="the retried event was never processed")
-            page.reload()  # the token survives in sessionStorage
-            expect(page.locator("#connection-state")).to_have_text("Connecté", timeout=30_000)
-            expect(failed_rows).to_have_count(0)
-            expect(page.locator("#failed-events")).to_contain_text("Aucun événement en échec.")
-            page.screenshot(path=str(shots / "2-event-retried.png"), full_page=True)
-        finally:
-            browser.close()
+        # Retry the failed event: the worker processes it with the real folder.
+        page.click(f"#failed-events button[data-event-id='{ids['event']}']")
+        expect(page.locator("#events-message")).to_contain_text(f"Événement {ids['event']} relancé")
+        wait_until(lambda: _event_status(ids["event"]) == EventStatus.PROCESSED, timeout=60,
+                   message="the retried event was never processed")
+        page.reload()  # the token survives in sessionStorage
+        expect(page.locator("#connection-state")).to_have_text("Connecté", timeout=30_000)
+        expect(failed_rows).to_have_count(0)
+        expect(page.locator("#failed-events")).to_contain_text("Aucun événement en échec.")
+        page.screenshot(path=str(shots / "2-event-retried.png"), full_page=True)
 
 
 def _event_status(event_id: int) -> EventStatus:
@@ -142,7 +124,7 @@ def test_approve_a_proposed_entry_in_the_browser(stack, output_dir, request):
     """An attended session makes the entry due; the admin approves it on the page; Wedof shows the folder in
     training from the attended date."""
     import requests
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from bdc.models import Appointment, AppointmentPhase, AppointmentStatus, LifecycleKind, LifecycleMode
     from bdc.models import LifecycleSettings as Settings
@@ -168,42 +150,38 @@ def test_approve_a_proposed_entry_in_the_browser(stack, output_dir, request):
         session.add(Appointment(tenant_id=ids["tenant"], beneficiary_id=enrollment.beneficiary_id,
                                 enrollment_id=enrollment_id, phase=AppointmentPhase.PRELIMINAIRE,
                                 status=AppointmentStatus.ATTENDED, starts_at=start, ends_at=start + timedelta(hours=2)))
-    token = _token(ids["admin"], ids["tenant"])
+    token = admin_token(ids["admin"], ids["tenant"])
     api = f"{stack['receiver'].url}/api/integrations/wedof"
     evaluated = requests.post(f"{api}/bilans/{enrollment_id}/evaluate", timeout=10,
                               headers={"Authorization": f"Bearer {token}"})
     assert evaluated.status_code == 202, evaluated.text
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(f"{stack['receiver'].url}/integrations/wedof?token={token}")
-            row = page.locator("#lifecycle-actions tr[data-status='proposed']")
-            for _ in range(30):  # the worker evaluates within a moment; the page shows what is there
-                if row.count():
-                    break
-                page.wait_for_timeout(500)
-                page.reload()
-            expect(row).to_have_count(1, timeout=10_000)
-            expect(row).to_contain_text(external_id)
-            expect(row).to_contain_text(attended_on.isoformat())  # the body Wedof will receive
-            page.screenshot(path=str(shots / "1-entry-proposed.png"), full_page=True)
-            row.locator("button[data-verb='approve']").focus()
-            page.keyboard.press("Enter")  # the keyboard is enough
-            expect(page.locator("#actions-message")).to_contain_text("approuvée")
-            wait_until(lambda: sandbox.api("GET", f"/registrationFolders/{external_id}").json()["state"] == "inTraining",
-                       timeout=60, message="the approved entry reached Wedof")
-            declared = sandbox.api("GET", f"/registrationFolders/{external_id}").json()["history"]["inTrainingDate"]
-            assert declared[:10] == attended_on.isoformat()
-            page.select_option("#actions-filter", "all")
-            page.locator("#lifecycle-actions button.link-btn", has_text=external_id).click()
-            expect(page.locator("#bilan")).to_be_visible()
-            expect(page.locator("#bilan-appointments")).to_contain_text("attended")
-            expect(page.locator("#bilan-actions")).to_contain_text("faite", timeout=30_000)
-            page.screenshot(path=str(shots / "2-entry-declared.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(f"{stack['receiver'].url}/integrations/wedof?token={token}")
+        row = page.locator("#lifecycle-actions tr[data-status='proposed']")
+        for _ in range(30):  # the worker evaluates within a moment; the page shows what is there
+            if row.count():
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        expect(row).to_have_count(1, timeout=10_000)
+        expect(row).to_contain_text(external_id)
+        expect(row).to_contain_text(attended_on.isoformat())  # the body Wedof will receive
+        page.screenshot(path=str(shots / "1-entry-proposed.png"), full_page=True)
+        row.locator("button[data-verb='approve']").focus()
+        page.keyboard.press("Enter")  # the keyboard is enough
+        expect(page.locator("#actions-message")).to_contain_text("approuvée")
+        wait_until(lambda: sandbox.api("GET", f"/registrationFolders/{external_id}").json()["state"] == "inTraining",
+                   timeout=60, message="the approved entry reached Wedof")
+        declared = sandbox.api("GET", f"/registrationFolders/{external_id}").json()["history"]["inTrainingDate"]
+        assert declared[:10] == attended_on.isoformat()
+        page.select_option("#actions-filter", "all")
+        page.locator("#lifecycle-actions button.link-btn", has_text=external_id).click()
+        expect(page.locator("#bilan")).to_be_visible()
+        expect(page.locator("#bilan-appointments")).to_contain_text("attended")
+        expect(page.locator("#bilan-actions")).to_contain_text("faite", timeout=30_000)
+        page.screenshot(path=str(shots / "2-entry-declared.png"), full_page=True)
 
 
 # -- billing ---------------------------------------------------------------------------------------------
@@ -266,11 +244,8 @@ def billing_stack(redis_server, pg_cluster, pg_template, tmp_path_factory, outpu
     """gunicorn only: no worker consumes the queue, so what a click publishes is read back from Redis."""
     import redis
 
-    base = redis_server.url.rsplit("/", 1)[0]
-    env = {"APP_ENV": "test", "DATABASE_URL": fresh_postgres_url(pg_cluster, pg_template), "REDIS_URL": f"{base}/7",
-           "BDC_VAR_DIR": str(tmp_path_factory.mktemp("billing-var")), "WEDOF_SYNC_ENABLED": "false",
-           "SECRET_ENCRYPTION_KEY": os.environ["SECRET_ENCRYPTION_KEY"], "JWT_SECRET_KEY": os.environ["JWT_SECRET_KEY"],
-           "FLOWER_URL": "http://127.0.0.1:5555", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+    env = page_stack_env(redis_server.url, 7, fresh_postgres_url(pg_cluster, pg_template),
+                         tmp_path_factory.mktemp("billing-var"))
     broker = redis.Redis.from_url(env["REDIS_URL"])
     broker.flushdb()
     with process_environment(env):
@@ -290,14 +265,14 @@ def test_billing_totals_a_failed_invoice_and_its_retry_in_the_browser(billing_st
     import re
 
     import requests
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from tests.webapp.conftest import queued_messages
 
     shots = output_dir / request.node.name
     shots.mkdir(parents=True, exist_ok=True)
     ids = billing_stack["ids"]
-    token = _token(ids["admin"], ids["tenant"])
+    token = admin_token(ids["admin"], ids["tenant"])
     api = f"{billing_stack['receiver'].url}/api/integrations/wedof"
     year = paris_today().year
     failed_number, paid_number = f"F-{year}-000001", f"F-{year}-000002"
@@ -305,65 +280,61 @@ def test_billing_totals_a_failed_invoice_and_its_retry_in_the_browser(billing_st
     def money(text: str) -> re.Pattern:  # Intl groups thousands with a (narrow) no-break space
         return re.compile(text.replace(" ", r"\s?"))
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400}, accept_downloads=True)
-            page.goto(f"{billing_stack['receiver'].url}/integrations/wedof?token={token}")
-            totals = page.locator("#billing-totals")
-            # The month's figures: two folders to bill, one invoice billed and paid, one failed.
-            to_bill = totals.locator("[data-figure='to_bill']")
-            expect(to_bill).to_have_attribute("data-count", "2", timeout=30_000)
-            expect(to_bill.locator("[data-field='amount']")).to_have_text(money("2 580,00 €"))
-            for figure in ("billed", "paid", "failed"):
-                tile = totals.locator(f"[data-figure='{figure}']")
-                expect(tile).to_have_attribute("data-count", "1")
-                expect(tile.locator("[data-field='amount']")).to_have_text(money("1 290,00 €"))
-            # No month picked: the server answered for the tenant's own, and the picker shows it.
-            expect(page.locator("#billing-month")).to_have_value(paris_today().strftime("%Y-%m"))
-            expect(page.locator("#billing-mode")).to_have_attribute("data-mode", "approve")
-            # Approve mode: each due folder has its button and the next number it would take.
-            due = page.locator("#billing-due tr[data-enrollment-id]")
-            expect(due).to_have_count(2)
-            expect(due.first).to_contain_text(f"F-{year}-000003")
-            expect(due.first.get_by_role("button", name=re.compile("^Libérer le dossier"))).to_be_visible()
-            expect(page.locator("#billing-release-all")).to_be_visible()
-            expect(page.locator("#billing-dry-run")).to_be_hidden()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1400}, accept_downloads=True)
+        page.goto(f"{billing_stack['receiver'].url}/integrations/wedof?token={token}")
+        totals = page.locator("#billing-totals")
+        # The month's figures: two folders to bill, one invoice billed and paid, one failed.
+        to_bill = totals.locator("[data-figure='to_bill']")
+        expect(to_bill).to_have_attribute("data-count", "2", timeout=30_000)
+        expect(to_bill.locator("[data-field='amount']")).to_have_text(money("2 580,00 €"))
+        for figure in ("billed", "paid", "failed"):
+            tile = totals.locator(f"[data-figure='{figure}']")
+            expect(tile).to_have_attribute("data-count", "1")
+            expect(tile.locator("[data-field='amount']")).to_have_text(money("1 290,00 €"))
+        # No month picked: the server answered for the tenant's own, and the picker shows it.
+        expect(page.locator("#billing-month")).to_have_value(paris_today().strftime("%Y-%m"))
+        expect(page.locator("#billing-mode")).to_have_attribute("data-mode", "approve")
+        # Approve mode: each due folder has its button and the next number it would take.
+        due = page.locator("#billing-due tr[data-enrollment-id]")
+        expect(due).to_have_count(2)
+        expect(due.first).to_contain_text(f"F-{year}-000003")
+        expect(due.first.get_by_role("button", name=re.compile("^Libérer le dossier"))).to_be_visible()
+        expect(page.locator("#billing-release-all")).to_be_visible()
+        expect(page.locator("#billing-dry-run")).to_be_hidden()
 
-            # The failed invoice, with Wedof's reason and violations.
-            failed_row = page.locator(f"#billing-failed tr[data-invoice-id='{ids['failed']}']")
-            expect(failed_row).to_contain_text(failed_number)
-            expect(failed_row).to_contain_text("HTTP 400: Wedof refused the bill")
-            expect(failed_row).to_contain_text("billNumber : Ce numéro est déjà utilisé")
-            page.screenshot(path=str(shots / "1-billing-failed.png"), full_page=True)
+        # The failed invoice, with Wedof's reason and violations.
+        failed_row = page.locator(f"#billing-failed tr[data-invoice-id='{ids['failed']}']")
+        expect(failed_row).to_contain_text(failed_number)
+        expect(failed_row).to_contain_text("HTTP 400: Wedof refused the bill")
+        expect(failed_row).to_contain_text("billNumber : Ce numéro est déjà utilisé")
+        page.screenshot(path=str(shots / "1-billing-failed.png"), full_page=True)
 
-            # The PDF comes through the token (a blob saved by the page).
-            with page.expect_download() as download:
-                page.locator(f"#billing-recent tr[data-invoice-id='{ids['paid']}'] button.pdf-btn").click()
-            assert download.value.suggested_filename == f"facture-{paid_number}.pdf"
-            assert open(download.value.path(), "rb").read().startswith(b"%PDF-")
+        # The PDF comes through the token (a blob saved by the page).
+        with page.expect_download() as download:
+            page.locator(f"#billing-recent tr[data-invoice-id='{ids['paid']}'] button.pdf-btn").click()
+        assert download.value.suggested_filename == f"facture-{paid_number}.pdf"
+        assert open(download.value.path(), "rb").read().startswith(b"%PDF-")
 
-            # The month's CSV, through the token too: the header and this month's two invoices.
-            with page.expect_download() as export:
-                page.click("#billing-export")
-            assert export.value.suggested_filename == f"factures-{paris_today():%Y-%m}.csv"
-            rows = list(csv.reader(io.StringIO(open(export.value.path(), encoding="utf-8").read(), newline="")))
-            assert rows[0][:3] == ["number", "issue_date", "status"]
-            assert sorted((r[0], r[2]) for r in rows[1:]) == [(failed_number, "failed"), (paid_number, "paid")]
+        # The month's CSV, through the token too: the header and this month's two invoices.
+        with page.expect_download() as export:
+            page.click("#billing-export")
+        assert export.value.suggested_filename == f"factures-{paris_today():%Y-%m}.csv"
+        rows = list(csv.reader(io.StringIO(open(export.value.path(), encoding="utf-8").read(), newline="")))
+        assert rows[0][:3] == ["number", "issue_date", "status"]
+        assert sorted((r[0], r[2]) for r in rows[1:]) == [(failed_number, "failed"), (paid_number, "paid")]
 
-            # "Réessayer", from the keyboard.
-            retry = failed_row.get_by_role("button", name=f"Réessayer la facture {failed_number}")
-            retry.focus()
-            page.keyboard.press("Enter")
-            expect(page.locator("#billing-message")).to_contain_text(f"Facture {failed_number} : réservée à nouveau")
-            reserved_row = page.locator(f"#billing-reserved tr[data-invoice-id='{ids['failed']}']")
-            expect(reserved_row).to_contain_text(failed_number)
-            expect(reserved_row).to_contain_text("déjà envoyée une fois")  # sent once: no longer cancellable
-            expect(page.locator("#billing-failed")).to_contain_text("Aucune facture en échec.")
-            expect(totals.locator("[data-figure='failed']")).to_have_attribute("data-count", "0")
-            page.screenshot(path=str(shots / "2-billing-retried.png"), full_page=True)
-        finally:
-            browser.close()
+        # "Réessayer", from the keyboard.
+        retry = failed_row.get_by_role("button", name=f"Réessayer la facture {failed_number}")
+        retry.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#billing-message")).to_contain_text(f"Facture {failed_number} : réservée à nouveau")
+        reserved_row = page.locator(f"#billing-reserved tr[data-invoice-id='{ids['failed']}']")
+        expect(reserved_row).to_contain_text(failed_number)
+        expect(reserved_row).to_contain_text("déjà envoyée une fois")  # sent once: no longer cancellable
+        expect(page.locator("#billing-failed")).to_contain_text("Aucune facture en échec.")
+        expect(totals.locator("[data-figure='failed']")).to_have_attribute("data-count", "0")
+        page.screenshot(path=str(shots / "2-billing-retried.png"), full_page=True)
 
     # The API agrees, and the send waits in the queue for a worker (none runs here).
     invoice = requests.get(f"{api}/invoices/{ids['failed']}", headers={"Authorization": f"Bearer {token}"},
