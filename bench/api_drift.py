@@ -16,8 +16,7 @@ import copy
 import gc
 import json
 
-from bench.read_folder import best_us_per_item
-from wedof import samples
+from bench.read_folder import best_us_per_item, population
 from wedof.drift import folder_drift, observe
 
 PAGE = 100
@@ -36,15 +35,13 @@ def pages(folders: list) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from wedof_sandbox.population import generate
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folders", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
 
-    folders = [*generate(args.folders, args.seed).folders, samples.registration_folder_sample()]
+    folders = population(args.folders, args.seed, certification=False)  # a registration-folder connection
     drifted = [changed(folder) for folder in folders]
     texts = [json.dumps(folder) for folder in folders]
     assert not observe(folders).drifted and observe(drifted).drifted

@@ -25,13 +25,14 @@ from wedof import samples
 from wedof.mapping import folder as current_folder
 
 
-def population(count: int, seed: int) -> list[Any]:
-    """``count`` sandbox folders, then the published samples (registration and certification)."""
+def population(count: int, seed: int, certification: bool = True) -> list[Any]:
+    """``count`` sandbox folders, then the published samples (registration, and certification unless told)."""
     from wedof_sandbox.population import generate
 
     folders: list[Any] = list(generate(count, seed).folders)
     folders.append(samples.registration_folder_sample())
-    folders.append(samples.certification_folder_sample())
+    if certification:
+        folders.append(samples.certification_folder_sample())
     return folders
 
 
