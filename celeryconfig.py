@@ -27,6 +27,9 @@ if VISIBILITY_TIMEOUT < 60:
     # With a short timeout (tests) look for unacknowledged messages to restore every second,
     # not every ~100 s (kombu's default interval × throttle).
     broker_transport_options.update(unacked_restore_interval=1, unacked_restore_throttle=1)
+# The restore scan runs under a Redis lock that expires after kombu's 300 s: a worker killed during a
+# scan would hold every other worker's redelivery for five minutes. One scan takes milliseconds.
+broker_transport_options["unacked_mutex_expire"] = min(300, max(5, VISIBILITY_TIMEOUT // 4))
 result_backend_transport_options = {"socket_timeout": 5, "socket_connect_timeout": 5}
 
 task_acks_late = True
