@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed
 run: install services
 	@bash scripts/run.sh
 
+# Two test processes (pytest-xdist), each with its own Redis and PostgreSQL; a module's tests stay in one
+# process so its real workers and sandbox start once. PYTEST_JOBS=0 runs everything in this process.
+PYTEST_JOBS ?= 2
 test: install services
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(STAMP)
 
