@@ -28,7 +28,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def create_db_engine(url: str, **kwargs) -> Engine:
+def create_db_engine(url: str, *, planner_settings: bool = True, **kwargs) -> Engine:
+    """An engine for ``url``; ``planner_settings=False`` leaves PostgreSQL's plan cache as it is
+    (the receiver's engine: its INSERT gains nothing from being planned again each time)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 10}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -38,7 +40,8 @@ def create_db_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
     engine = create_engine(url, **kwargs)
-    event.listen(engine, "connect", _postgres_planner)
+    if planner_settings:
+        event.listen(engine, "connect", _postgres_planner)
     return engine
 
 

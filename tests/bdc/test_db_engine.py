@@ -23,3 +23,13 @@ def test_postgres_connections_plan_for_the_data_as_it_is(pg_db_url):
             assert connection.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
     finally:
         engine.dispose()
+
+
+def test_the_receivers_engine_keeps_postgresqls_plan_cache(pg_db_url):
+    from webapp.receiver.storage import dispose_inbox_engine, inbox_engine
+
+    try:
+        with inbox_engine(pg_db_url).connect() as connection:
+            assert connection.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
+    finally:
+        dispose_inbox_engine()

@@ -27,7 +27,7 @@ _engine_lock = threading.Lock()
 
 
 def inbox_engine(database_url: str) -> Engine:
-    """The receiver's own small engine: autocommit, and no liveness ping on checkout.
+    """The receiver's own small engine: autocommit, PostgreSQL's default plan cache, no liveness ping.
 
     The shared engine pings every connection it hands out (one more round trip per delivery).
     Here a dead pooled connection instead fails the INSERT, which SQLAlchemy turns into a
@@ -42,7 +42,11 @@ def inbox_engine(database_url: str) -> Engine:
         if _inbox_engine is None or _inbox_engine[0] != database_url:
             if _inbox_engine is not None:
                 _inbox_engine[1].dispose()
-            engine = create_db_engine(database_url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+            # The shared engine's custom plans help reads over growing tables; this engine's statements
+            # (one INSERT, lookups by unique key) do as well with a cached plan, and each custom plan
+            # cost PostgreSQL ~40 µs per delivery (measured).
+            engine = create_db_engine(database_url, planner_settings=False, pool_pre_ping=False,
+                                      isolation_level="AUTOCOMMIT")
             _inbox_engine = (database_url, engine)
         return _inbox_engine[1]
 
