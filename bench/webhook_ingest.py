@@ -9,7 +9,8 @@ the signature and answers 202), (2) ``webapp.wsgi:app`` without ``PROMETHEUS_MUL
 loopback post signed deliveries with unique ids over keep-alive connections for a bounded time per
 round; rounds alternate bare/receiver/receiver+metrics, each round starting one target later, so
 machine noise and order hit all three alike. Prints deliveries/s, p50 and p99 latency for each,
-and both receivers' throughput ratio to bare (target ≥ 0.4 with metrics, its p99 ≤ 50 ms). The metrics receiver's ``/metrics`` must count every
+and both receivers' throughput ratio to bare (target ≥ 0.4 with metrics, its p99 ≤ 50 ms), and the CPU each delivery
+cost the server's workers (steadier than throughput on a shared machine). The metrics receiver's ``/metrics`` must count every
 delivery it accepted. Everything stops by itself; nothing leaves 127.0.0.1.
 """
 
@@ -88,6 +89,22 @@ def drive(pool, port: int, path: str, tag: str, clients: int, seconds: float, ro
     results = pool.map(_client, jobs)
     elapsed = max(0.001, time.time() - start_at)
     return [lat for result in results for lat in result], elapsed
+
+
+def worker_cpu_seconds(server) -> float:
+    """User + system CPU of a gunicorn master's worker processes so far (Linux ``/proc``).
+
+    Throughput on a shared 2-core machine moves with everything else running; the CPU each delivery
+    costs the server moves much less, so it is printed beside the ratios."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    total = 0
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a worker that exited meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def summary(latencies: list[float], elapsed: float) -> dict:
@@ -170,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         servers.append(metered)
         path = f"/api/webhooks/wedof/{connection_id}"
         targets = {"bare": bare_port, "receiver": receiver_port, "metrics": metered_port}
+        processes = {"bare": bare, "receiver": receiver, "metrics": metered}
         measured: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name in targets}
+        cpu_seconds: dict[str, float] = {name: 0.0 for name in targets}
         per_round: dict[str, list[float]] = {name: [] for name in targets}
         with multiprocessing.get_context("fork").Pool(args.clients) as pool:
             for name, port in targets.items():  # warm-up: imports, pools, first connections
@@ -180,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                 # Each round starts with the next target, so no target always runs right after another.
                 for name in order[(round_no - 1) % len(order):] + order[:(round_no - 1) % len(order)]:
                     port = targets[name]
+                    cpu_before = worker_cpu_seconds(processes[name])
                     latencies, elapsed = drive(pool, port, path, name, args.clients, args.seconds, round_no,
                                                args.max_requests)
+                    cpu_seconds[name] += worker_cpu_seconds(processes[name]) - cpu_before
                     measured[name] = (measured[name][0] + latencies, measured[name][1] + elapsed)
                     per_round[name].append(len(latencies) / elapsed)
 
@@ -195,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             rounds = " ".join(f"{rate:.0f}" for rate in per_round[name])
             print(f"{labels[name]:>16}: {result['per_second']:8.1f} deliveries/s  p50 {result['p50_ms']:6.2f} ms  "
                   f"p99 {result['p99_ms']:6.2f} ms  ({result['requests']} requests; per round: {rounds})")
+        per_delivery = {name: cpu_seconds[name] * 1000 / max(1, results[name]["requests"]) for name in targets}
+        print(f"   CPU / delivery: bare {per_delivery['bare']:.2f} ms, receiver {per_delivery['receiver']:.2f} ms, "
+              f"receiver+metrics {per_delivery['metrics']:.2f} ms (gunicorn workers; metrics "
+              f"{(per_delivery['metrics'] - per_delivery['receiver']) * 1000:+.0f} µs)")
         bare_rate = results["bare"]["per_second"]
         plain_ratio = results["receiver"]["per_second"] / bare_rate
         ratio = results["metrics"]["per_second"] / bare_rate
