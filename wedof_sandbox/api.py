@@ -51,7 +51,7 @@ def faults_then_auth():
     state = sandbox()
     state.counters.request()
     g.served = False
-    if state.hold.wait(request.method, request.path, "before") and _client_gone():
+    if state.hold.wait(request.method, request.path, "before", until=_client_gone) and _client_gone():
         state.hold.abandoned()
         return _drop_connection()  # the client died while held: this request never reaches Wedof
     cfg = state.fault_config

@@ -5,13 +5,14 @@ method is ``method`` and whose path contains ``path_contains`` wait ``ms`` milli
 are processed (``before``: the change is not made yet) or after, before the answer is written (``after``: the
 change is made, the client has not heard it). ``hits`` counts the holds started, as soon as each starts, so
 a test polls ``GET /_sandbox/hold`` until ``hits >= 1`` and then kills its client. Clearing or replacing the
-hold releases the requests still waiting. A ``before`` request whose client is gone when its wait ends is not
-processed at all (counted in ``abandoned``): killed before Wedof saw it means Wedof never did it.
+hold releases the requests still waiting. A ``before`` request whose client goes away while it waits stops waiting and is
+not processed at all (counted in ``abandoned``): killed before Wedof saw it means Wedof never did it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from .errors import ApiError, invalid
 
@@ -80,8 +81,10 @@ class Hold:
         with self._lock:
             self._abandoned += 1
 
-    def wait(self, method: str, path: str, when: str) -> bool:
-        """Wait here if this request is one the hold is for; True when it was held."""
+    def wait(self, method: str, path: str, when: str, until=None) -> bool:
+        """Wait here if this request is one the hold is for; True when it was held.
+
+        ``until()``, checked every 50 ms, ends the wait early (a ``before`` hold whose client died)."""
         with self._lock:
             config = self._config
             if config is None or self._remaining <= 0 or config["when"] != when or config["method"] != method \
@@ -90,5 +93,10 @@ class Hold:
             self._remaining -= 1
             self._hits += 1  # counted before the wait: a test sees it while the request is held
             release = self._release
-        release.wait(config["ms"] / 1000)
+        deadline = time.monotonic() + config["ms"] / 1000
+        while not release.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or (until is not None and until()):
+                break
+            release.wait(min(left, 0.05))
         return True
