@@ -39,6 +39,9 @@ def _client_gone() -> bool:
     sock = request.environ.get("werkzeug.socket")
     if sock is None:
         return False
+    # Read (and keep) the body first: until it is read, the socket has its bytes to offer, not the
+    # end of the stream that says the client is gone.
+    request.get_data(cache=True)
     try:
         readable, _, _ = select.select([sock], [], [], 0)
         return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
