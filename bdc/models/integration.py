@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bdc.models.base import Base, TimestampMixin
@@ -25,6 +26,10 @@ class WedofConnection(TimestampMixin, Base):
     base_url: Mapped[str] = mapped_column(String(500), default="https://www.wedof.fr/api")
     api_key: Mapped[str | None] = mapped_column(EncryptedString)
     webhook_secret: Mapped[str | None] = mapped_column(EncryptedString)
+    # After a rotation the old secret still verifies deliveries until it expires (the grace window),
+    # so deliveries Wedof signed before it learnt the new one are not lost.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(EncryptedString)
+    previous_secret_expires_at: Mapped[datetime | None]
     signature_algorithm: Mapped[str] = mapped_column(String(16), default="sha256")
     organism_siret: Mapped[str | None] = mapped_column(String(14))
     enabled: Mapped[bool] = mapped_column(default=True)
@@ -78,6 +83,8 @@ class WebhookEvent(TimestampMixin, Base):
     started_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
     body_purged_at: Mapped[datetime | None]
+    # Accepted on the previous secret during a rotation's grace window.
+    signed_with_previous_secret: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     connection: Mapped[WedofConnection] = relationship()
 
