@@ -43,6 +43,10 @@ class Settings:
     wedof_sync_enabled: bool = True
     wedof_sync_interval: int = 3600
     wedof_rate_limit: float = 5.0
+    # Hosts a connection's base_url may name besides Wedof's own (wedof.outbound): an operator's choice.
+    wedof_allowed_hosts: tuple[str, ...] = ()
+    # How long deliveries signed with a rotated-out webhook secret are still accepted.
+    webhook_secret_grace_seconds: float = 24 * 3600.0
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     jwt_secret_key: str = ""
@@ -185,6 +189,31 @@ def _fernet_keys(raw: str) -> str:
     return raw.strip()
 
 
+def _allowed_hosts(raw: str) -> tuple[str, ...]:
+    from wedof.outbound import valid_host_name
+
+    hosts = []
+    for item in raw.split(","):
+        host = item.strip().lower().rstrip(".")
+        if not host:
+            continue
+        if not valid_host_name(host):
+            raise SettingsError(f"WEDOF_ALLOWED_HOSTS must be comma-separated host names (no scheme, port or "
+                                f"IP address), got {item.strip()[:80]!r}")
+        hosts.append(host)
+    return tuple(dict.fromkeys(hosts))
+
+
+def _wedof_api_url(raw: str, app_env: str, allowed_hosts: tuple[str, ...]) -> str:
+    from wedof.outbound import OutboundPolicy, OutboundRefused, check_base_url
+
+    value = _url("WEDOF_API_URL", raw, ("http", "https"))
+    try:
+        return check_base_url(value, OutboundPolicy.for_wedof(app_env, allowed_hosts))
+    except OutboundRefused as refused:
+        raise SettingsError(f"WEDOF_API_URL is refused ({refused.rule}): {refused.message}") from None
+
+
 def load_settings(environ: dict[str, str] | None = None, env_file: str | os.PathLike | None = ".env") -> Settings:
     """Build validated settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file."""
     values: dict[str, str] = {}
@@ -238,10 +267,12 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
     if sentry_dsn is not None:
         sentry_dsn = _url("SENTRY_DSN", sentry_dsn, ("http", "https"))
 
+    allowed_hosts = _allowed_hosts(get("WEDOF_ALLOWED_HOSTS") or "")
     return Settings(
         app_env=app_env,
         wedof_api_key=(get("WEDOF_API_KEY") or "").strip() or None,
-        wedof_api_url=_url("WEDOF_API_URL", get("WEDOF_API_URL") or "https://www.wedof.fr/api", ("http", "https")),
+        wedof_api_url=_wedof_api_url(get("WEDOF_API_URL") or "https://www.wedof.fr/api", app_env, allowed_hosts),
+        wedof_allowed_hosts=allowed_hosts,
         wedof_org_id=org_id,
         wedof_webhook_secret=(get("WEDOF_WEBHOOK_SECRET") or "").strip() or None,
         wedof_signature_algorithm=algorithm,
@@ -256,6 +287,8 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         flower_url=_url("FLOWER_URL", get("FLOWER_URL") or "http://127.0.0.1:5555", ("http", "https")),
         public_base_url=_url("PUBLIC_BASE_URL", get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000", ("http", "https")),
         webhook_max_body_bytes=_int("WEBHOOK_MAX_BODY_BYTES", get("WEBHOOK_MAX_BODY_BYTES") or str(1024 * 1024), 1024),
+        webhook_secret_grace_seconds=_float("WEBHOOK_SECRET_GRACE_SECONDS",
+                                            get("WEBHOOK_SECRET_GRACE_SECONDS") or "86400", -0.1, 30 * 24 * 3600),
         raw_body_retention_days=_int("RAW_BODY_RETENTION_DAYS", get("RAW_BODY_RETENTION_DAYS") or "30", 1),
         sweep_interval=_float("BDC_SWEEP_INTERVAL", get("BDC_SWEEP_INTERVAL") or "60", 0.4, 3600),
         sweep_received_after=_float("BDC_SWEEP_RECEIVED_AFTER", get("BDC_SWEEP_RECEIVED_AFTER") or "10", -0.1, WEEK),

@@ -42,6 +42,7 @@ from wedof.errors import (
     error_from_response,
 )
 from wedof.ids import folder_number
+from wedof.outbound import OutboundPolicy, check_base_url, fence_session, wedof_policy
 from wedof.throttle import NullThrottle
 
 logger = logging.getLogger(__name__)
@@ -177,10 +178,11 @@ class WedofClient:
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
         observer: RequestObserver | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
-        parts = urlsplit(base_url or "")
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("base_url must be an absolute http(s) URL, e.g. https://www.wedof.fr/api")
+        # Where the key may travel (wedof.outbound): the URL now, each socket's address at connect time.
+        policy = outbound if outbound is not None else wedof_policy()
+        base_url = check_base_url(base_url, policy)
         if not isinstance(api_key, str) or not api_key.strip() or any(c in api_key for c in "\r\n"):
             raise ValueError("a Wedof API key is required")
         if not isinstance(max_attempts, int) or max_attempts < 1:
@@ -195,7 +197,7 @@ class WedofClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.observer = observer  # e.g. the workers' metrics; never allowed to fail a call
-        self.session = requests.Session()
+        self.session = fence_session(requests.Session(), policy)
         self.session.headers.update(
             {
                 "X-Api-Key": api_key,

@@ -16,6 +16,7 @@ from bdc.db import session_scope
 from bdc.models import WedofConnection
 from bdc.settings import get_settings
 from wedof.client import WedofClient
+from wedof.outbound import OutboundRefused
 from wedof.throttle import RedisThrottle, throttle_key
 from worker.metrics import tenant_slug, wedof_observer
 from worker.policy import Refused
@@ -51,7 +52,11 @@ def client_for(connection: WedofConnection, **client_options) -> WedofClient:
     options = {"max_attempts": 4, "max_retry_seconds": 30, "retry_after_cap": 10, "throttle": throttle,
                "observer": observer.request}
     options.update(client_options)
-    return WedofClient(connection.base_url, connection.api_key, **options)
+    try:
+        return WedofClient(connection.base_url, connection.api_key, **options)
+    except OutboundRefused as refused:  # stored before the allowed hosts changed: refused, never called
+        raise ConnectionNotUsable(f"connection {connection.id}: its base_url is refused ({refused.rule} rule): "
+                                  f"{refused.message}") from None
 
 
 def tenant_client(tenant_id: int) -> WedofClient:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from urllib.parse import urlsplit
 
 from flask import jsonify
 
@@ -26,6 +25,7 @@ from webapp.auth import admin_required
 from webapp.dispatch import BrokerUnavailable, send_task
 from webapp.errors import ApiError
 from webapp.receiver.connections import forget_cached_connections
+from wedof.outbound import OutboundRefused, check_base_url, wedof_policy
 from worker.task_names import REGISTER_WEBHOOK
 
 WRITABLE = {"name", "base_url", "api_key", "webhook_secret", "signature_algorithm", "organism_siret", "enabled",
@@ -38,11 +38,12 @@ def new_webhook_secret() -> str:
 
 
 def validate_base_url(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
-        raise ApiError(422, "validation_error", "base_url must be an absolute http(s) URL without credentials, "
-                       "e.g. https://www.wedof.fr/api", fields={"base_url": "invalid URL"})
-    return value.strip().rstrip("/")
+    """Only Wedof's hosts (and an operator's additions): the tenant's API key travels to this URL."""
+    try:
+        return check_base_url(value, wedof_policy())
+    except OutboundRefused as refused:
+        raise ApiError(400, "base_url_refused", f"base_url refused ({refused.rule} rule): {refused.message}.",
+                       rule=refused.rule, fields={"base_url": refused.rule}) from None
 
 
 def _secret(body: dict, name: str) -> str | None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bdc.audit import record_audit
 from bdc.models import Tenant, User, UserRole, WedofConnection
+from wedof.outbound import OutboundRefused, check_base_url, wedof_policy
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
@@ -41,10 +41,10 @@ def check_email(email: str) -> str:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit((url or "").strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password or " " in url:
-        raise ProvisioningError(f"the Wedof API URL must be an absolute http(s) URL, got {url[:80]!r}")
-    return url.strip().rstrip("/")
+    try:
+        return check_base_url(url, wedof_policy())
+    except OutboundRefused as refused:
+        raise ProvisioningError(f"the Wedof API URL is refused ({refused.rule} rule): {refused.message}") from None
 
 
 def check_secret(name: str, value: str) -> str:

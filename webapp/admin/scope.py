@@ -19,6 +19,7 @@ from bdc.models import Tenant, WedofConnection
 from webapp.admin.common import get_by_id
 from webapp.auth import Principal
 from webapp.errors import ApiError
+from wedof.outbound import OutboundRefused, check_base_url, wedof_policy
 
 T = TypeVar("T")
 
@@ -100,4 +101,14 @@ def usable_connection(session: Session, tenant: Tenant, purpose: str) -> WedofCo
     if not connection.enabled or not connection.api_key:
         raise ApiError(409, "connection_not_usable",
                        f"The connection is disabled or has no Wedof API key: {purpose}.")
+    refuse_fenced_url(connection, purpose)
     return connection
+
+
+def refuse_fenced_url(connection: WedofConnection, purpose: str) -> None:
+    """409 when the stored base_url breaks the outbound rule (stored before the allowed hosts changed)."""
+    try:
+        check_base_url(connection.base_url, wedof_policy())
+    except OutboundRefused as refused:
+        raise ApiError(409, "connection_not_usable", f"The connection's base_url is refused ({refused.rule} rule): "
+                       f"{refused.message}; {purpose}.", rule=refused.rule) from None

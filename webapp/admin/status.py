@@ -16,7 +16,13 @@ from bdc.types import utcnow
 from webapp.admin import bp
 from webapp.admin.common import db_session, get_by_id
 from webapp.admin.pagination import paginate
-from webapp.admin.scope import current_principal, ensure_visible, resolve_tenant, tenant_connection
+from webapp.admin.scope import (
+    current_principal,
+    ensure_visible,
+    refuse_fenced_url,
+    resolve_tenant,
+    tenant_connection,
+)
 from webapp.admin.serializers import connection_json, sync_run_json
 from webapp.admin.validation import field, json_object, query_choice, reject_unknown
 from webapp.auth import admin_required
@@ -105,6 +111,7 @@ def start_sync():
         connection = tenant_connection(session, tenant)
         if not connection.api_key:
             raise ApiError(409, "connection_not_configured", "Set the Wedof API key before syncing.")
+        refuse_fenced_url(connection, "nothing was synced")
         task_id = str(uuid.uuid4())
         run = SyncRun(connection_id=connection.id, kind=SyncKind(kind), trigger=SyncTrigger.MANUAL, full=full,
                       status=SyncStatus.QUEUED, task_id=task_id)

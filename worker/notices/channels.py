@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from bdc.settings import Settings
+from bdc.settings import Settings, get_settings
+from wedof.outbound import OutboundPolicy, OutboundRefused, fence_session
 
 log = logging.getLogger("worker")
 
@@ -158,10 +159,17 @@ def post_chat(url: str, text: str) -> None:
     """
     if urlsplit(url).scheme not in ("https", "http"):
         raise DeliveryError("chat: the webhook URL is not http(s)")
-    try:
-        response = requests.post(url, json={"text": text}, timeout=CHAT_TIMEOUT, allow_redirects=False, stream=True)
-    except requests.RequestException as exc:
-        raise DeliveryError(f"chat: {type(exc).__name__} (no answer from the webhook)") from None
-    with response:
-        if not 200 <= response.status_code < 300:
-            raise DeliveryError(f"chat: the webhook answered HTTP {response.status_code}")
+    # The URL was checked when saved; the socket is checked too, since a public name can resolve to
+    # an internal address (wedof.outbound).
+    policy = OutboundPolicy.any_public_host(get_settings().app_env)
+    with fence_session(requests.Session(), policy) as session:
+        try:
+            response = session.post(url, json={"text": text}, timeout=CHAT_TIMEOUT, allow_redirects=False,
+                                    stream=True)
+        except OutboundRefused:
+            raise DeliveryError("chat: the webhook's host is not a public address; nothing was sent") from None
+        except requests.RequestException as exc:
+            raise DeliveryError(f"chat: {type(exc).__name__} (no answer from the webhook)") from None
+        with response:
+            if not 200 <= response.status_code < 300:
+                raise DeliveryError(f"chat: the webhook answered HTTP {response.status_code}")
