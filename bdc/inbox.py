@@ -154,6 +154,7 @@ class NewDelivery:
     ignore_reason: str | None  # set: stored as ignored, never processed
     headers: dict[str, str]
     body: str
+    signed_with_previous_secret: bool = False  # accepted on a rotated-out secret, in its grace window
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ def store(conn: Connection, delivery: NewDelivery) -> StoredEvent:
         "queued_at": None if ignored else now,
         "created_at": now,
         "updated_at": now,
+        "signed_with_previous_secret": delivery.signed_with_previous_secret,
     }
     event_id = conn.execute(_insert_statement(conn.dialect.name), values).scalar()
     if event_id is not None:

@@ -47,6 +47,8 @@ class Settings:
     wedof_allowed_hosts: tuple[str, ...] = ()
     # How long deliveries signed with a rotated-out webhook secret are still accepted.
     webhook_secret_grace_seconds: float = 24 * 3600.0
+    # Bad signatures per connection and minute before they are answered 429 (webapp.receiver.flood).
+    webhook_bad_signature_limit: int = 30
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     jwt_secret_key: str = ""
@@ -289,6 +291,8 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         webhook_max_body_bytes=_int("WEBHOOK_MAX_BODY_BYTES", get("WEBHOOK_MAX_BODY_BYTES") or str(1024 * 1024), 1024),
         webhook_secret_grace_seconds=_float("WEBHOOK_SECRET_GRACE_SECONDS",
                                             get("WEBHOOK_SECRET_GRACE_SECONDS") or "86400", -0.1, 30 * 24 * 3600),
+        webhook_bad_signature_limit=_int("WEBHOOK_BAD_SIGNATURE_LIMIT", get("WEBHOOK_BAD_SIGNATURE_LIMIT") or "30", 1,
+                                         1_000_000),
         raw_body_retention_days=_int("RAW_BODY_RETENTION_DAYS", get("RAW_BODY_RETENTION_DAYS") or "30", 1),
         sweep_interval=_float("BDC_SWEEP_INTERVAL", get("BDC_SWEEP_INTERVAL") or "60", 0.4, 3600),
         sweep_received_after=_float("BDC_SWEEP_RECEIVED_AFTER", get("BDC_SWEEP_RECEIVED_AFTER") or "10", -0.1, WEEK),

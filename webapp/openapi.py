@@ -100,7 +100,8 @@ SCHEMAS = {
     "Error": _obj({"error": _STR, "message": _STR}, ["error", "message"]),
     "Connection": _obj({
         "id": _INT, "tenant_id": _INT, "name": _STR, "base_url": _STR, "api_key_set": _BOOL,
-        "webhook_secret_set": _BOOL, "signature_algorithm": _STR, "organism_siret": _nullable("string"),
+        "webhook_secret_set": _BOOL, "previous_secret_accepted_until": _TIME,
+        "signature_algorithm": _STR, "organism_siret": _nullable("string"),
         "enabled": _BOOL, "is_env_default": _BOOL, "rate_limit_per_second": _nullable("number"),
         "wedof_webhook_id": _nullable("string"), "webhook_url": _STR, "sync_cursor": _TIME,
         "last_sync_at": _TIME, "created_at": _TIME, "updated_at": _TIME,
@@ -369,8 +370,11 @@ PATHS = {
                      params=SCOPED, body=_ref("ConnectionInput"), errors=(422,)),
     },
     "/connection/rotate-secret": {"post": _op(
-        "Generate a new webhook secret, returned exactly once",
-        _ok(200, _obj({"webhook_secret": _STR, "webhook_url": _STR, "message": _STR}, ["webhook_secret"])),
+        "Generate a new webhook secret, returned exactly once; the previous one is accepted during the grace "
+        "window, and the Wedof webhook is registered again with the new one (queued) when the API key is set",
+        _ok(200, _obj({"webhook_secret": _STR, "webhook_url": _STR, "message": _STR,
+                       "previous_secret_accepted_until": _TIME, "register_task_id": _nullable("string")},
+                      ["webhook_secret"])),
         params=SCOPED)},
     "/connection/register-webhook": {"post": _op(
         "Create the webhook at Wedof (queued)",

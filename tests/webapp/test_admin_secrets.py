@@ -34,8 +34,14 @@ def test_no_secret_in_any_response_or_log_line(admin_world, caplog):
         for path in EXTRA_READS:
             bodies.append(w.call("GET", _fill(path, w.ids["a"]) + f"?tenant_id={w.tenants['a']}", who=who)
                           .get_data(as_text=True))
-    # Key-shaped fields never appear in an API response (the OpenAPI input schema names them, added below).
-    assert not any('"api_key":' in body or '"webhook_secret":' in body.replace('"webhook_secret":"<new', "")
+    # Key-shaped fields never appear in an API response (the OpenAPI input schema names them, added below),
+    # except as the audit log's "changed" marker, which stands for a secret's old and new values.
+    def without_markers(body: str) -> str:
+        for name in ("api_key", "webhook_secret"):
+            body = body.replace(f'"{name}":"changed"', "").replace(f'"{name}": "changed"', "")
+        return body.replace('"webhook_secret":"<new', "")
+
+    assert not any('"api_key":' in without_markers(body) or '"webhook_secret":' in without_markers(body)
                    for body in bodies)
     bodies.append(w.client.get("/openapi.json").get_data(as_text=True))
     bodies.append(w.client.get(f"/integrations/wedof?token={w.tokens['admin_a']}").get_data(as_text=True))

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 
 from flask import jsonify
 
 from bdc.audit import record_audit
 from bdc.models import WedofConnection
-from bdc.settings import SIGNATURE_ALGORITHMS
+from bdc.settings import SIGNATURE_ALGORITHMS, get_settings
+from bdc.types import utcnow
 from webapp.admin import bp
 from webapp.admin.common import db_session
 from webapp.admin.scope import current_principal, resolve_tenant, tenant_connection
-from webapp.admin.serializers import connection_json
+from webapp.admin.serializers import connection_json, iso
 from webapp.admin.validation import field, json_object, reject_unknown
 from webapp.auth import admin_required
 from webapp.dispatch import BrokerUnavailable, send_task
@@ -144,21 +146,38 @@ def update_connection():
 @bp.post("/connection/rotate-secret")
 @admin_required
 def rotate_secret():
+    """A new secret; the old one still verifies deliveries for WEBHOOK_SECRET_GRACE_SECONDS, so none is lost
+    while Wedof learns the new one (the webhook is registered again with it, and the old webhook deleted)."""
     json_object(allow_empty=True)
+    grace = get_settings().webhook_secret_grace_seconds
     with db_session() as session:
         tenant = resolve_tenant(session)
         connection = tenant_connection(session, tenant)
         secret = new_webhook_secret()
+        old = connection.webhook_secret
+        grace_until = utcnow() + timedelta(seconds=grace) if old and grace > 0 else None
+        connection.previous_webhook_secret = old if grace_until else None
+        connection.previous_secret_expires_at = grace_until
         connection.webhook_secret = secret
         record_audit(session, actor=current_principal().actor, action="connection.secret_rotated",
                      tenant_id=tenant.id, target=("wedof_connection", connection.id),
-                     details={"fields": ["webhook_secret"]})
-        url = connection.webhook_url
+                     details={"fields": ["webhook_secret"], "changes": {"webhook_secret": "changed"},
+                              "previous_secret_accepted_until": iso(grace_until)})
+        url, connection_id, can_register = connection.webhook_url, connection.id, bool(connection.api_key)
     forget_cached_connections()
-    # Deliveries signed with the old secret are refused from now on: update Wedof right away
-    # (or POST connection/register-webhook, which sends the new secret to Wedof).
-    return jsonify({"webhook_secret": secret, "webhook_url": url,
-                    "message": "Shown once: paste this secret into Wedof's webhook settings now."})
+    task_id = None
+    if can_register:
+        try:
+            task_id = send_task(REGISTER_WEBHOOK, [connection_id])
+        except BrokerUnavailable:
+            task_id = None  # rotated all the same; the message says to register again
+    if task_id:
+        message = "Shown once. The Wedof webhook is being registered again with this secret."
+    else:
+        message = ("Shown once: paste this secret into Wedof's webhook settings, or POST connection/register-webhook"
+                   " once the API key is set and the task queue is reachable.")
+    return jsonify({"webhook_secret": secret, "webhook_url": url, "message": message,
+                    "previous_secret_accepted_until": iso(grace_until), "register_task_id": task_id})
 
 
 @bp.post("/connection/register-webhook")

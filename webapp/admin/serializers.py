@@ -22,6 +22,7 @@ from bdc.models import (
     WedofConnection,
 )
 from bdc.settings import get_settings
+from bdc.types import utcnow
 from webapp.receiver.storage import REDACTED, SENSITIVE_HEADER_WORDS
 
 BODY_PREVIEW_CHARS = 2000
@@ -48,6 +49,8 @@ def connection_json(connection: WedofConnection) -> dict[str, Any]:
         "base_url": connection.base_url,
         "api_key_set": bool(connection.api_key),
         "webhook_secret_set": bool(connection.webhook_secret),
+        # During a rotation's grace window deliveries signed with the previous secret are still accepted.
+        "previous_secret_accepted_until": _grace_end(connection),
         "signature_algorithm": connection.signature_algorithm,
         "organism_siret": connection.organism_siret,
         "enabled": connection.enabled,
@@ -94,6 +97,13 @@ def _short(text: str | None, limit: int) -> str | None:
     return text[:limit] + "…"
 
 
+def _grace_end(connection: WedofConnection) -> str | None:
+    expires = connection.previous_secret_expires_at
+    if not connection.previous_webhook_secret or expires is None or expires <= utcnow():
+        return None
+    return iso(expires)
+
+
 def event_json(event: WebhookEvent) -> dict[str, Any]:
     """The list view: no body, no headers."""
     return {
@@ -113,6 +123,7 @@ def event_json(event: WebhookEvent) -> dict[str, Any]:
         "started_at": iso(event.started_at),
         "processed_at": iso(event.processed_at),
         "next_attempt_at": iso(event.next_attempt_at),
+        "signed_with_previous_secret": bool(event.signed_with_previous_secret),
         "flower_url": flower_task_url(event.task_id),
     }
 

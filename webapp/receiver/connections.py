@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -32,6 +33,15 @@ class ReceivingConnection:
     signature_algorithm: str
     webhook_secret: str | None
     tenant_slug: str  # the metrics' tenant label: bounded by the tenants, unlike connection ids
+    previous_secret: str | None = None  # a rotated-out secret, accepted until previous_secret_expires_at
+    previous_secret_expires_at: datetime | None = None
+
+    def previous_secret_valid(self, now: datetime) -> str | None:
+        """The rotated-out secret while its grace window lasts, else None."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and now < expires:
+            return self.previous_secret
+        return None
 
     def __repr__(self) -> str:
         return f"ReceivingConnection(id={self.id}, tenant_id={self.tenant_id}, enabled={self.enabled})"
@@ -71,6 +81,7 @@ def _load(database_url: str, connection_id: int | None) -> ReceivingConnection |
     query = select(
         WedofConnection.id, WedofConnection.tenant_id, WedofConnection.enabled,
         WedofConnection.signature_algorithm, WedofConnection.webhook_secret, Tenant.slug,
+        WedofConnection.previous_webhook_secret, WedofConnection.previous_secret_expires_at,
     ).join(Tenant, Tenant.id == WedofConnection.tenant_id)
     if connection_id is None:
         query = query.where(WedofConnection.is_env_default.is_(True)).order_by(WedofConnection.id).limit(1)
@@ -82,4 +93,6 @@ def _load(database_url: str, connection_id: int | None) -> ReceivingConnection |
         return None
     return ReceivingConnection(id=row.id, tenant_id=row.tenant_id, enabled=bool(row.enabled),
                                signature_algorithm=row.signature_algorithm or "sha256",
-                               webhook_secret=row.webhook_secret or None, tenant_slug=row.slug)
+                               webhook_secret=row.webhook_secret or None, tenant_slug=row.slug,
+                               previous_secret=row.previous_webhook_secret or None,
+                               previous_secret_expires_at=row.previous_secret_expires_at)

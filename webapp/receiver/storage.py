@@ -81,8 +81,9 @@ def _dead_connection(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
-def headers_to_store(headers, secret: str | None) -> dict[str, str]:
+def headers_to_store(headers, secret: str | None, previous_secret: str | None = None) -> dict[str, str]:
     """The request headers worth keeping for replay and debugging, with every secret removed."""
+    secrets = [s for s in (secret, previous_secret) if s]
     kept: dict[str, str] = {}
     for name, value in headers.items():
         if len(kept) >= _MAX_HEADERS:
@@ -91,7 +92,7 @@ def headers_to_store(headers, secret: str | None) -> dict[str, str]:
         if not value.isprintable():  # the common case is already clean: no per-character pass
             value = "".join(ch for ch in value if ch.isprintable())
         lowered = str(name).lower()
-        if any(word in lowered for word in SENSITIVE_HEADER_WORDS) or (secret and secret in value):
+        if any(word in lowered for word in SENSITIVE_HEADER_WORDS) or any(s in value for s in secrets):
             value = REDACTED
         kept[str(name)] = value
     return kept

@@ -28,10 +28,12 @@ from werkzeug.wsgi import get_input_stream
 
 from bdc import inbox
 from bdc.crypto import SecretDecryptionError
+from bdc.types import utcnow
 from webapp.dispatch import BrokerUnavailable
 from webapp.errors import ApiError
 from webapp.metrics import observe_body_bytes, record_delivery
 from webapp.receiver.connections import ReceivingConnection, find_connection, forget_cached_connections
+from webapp.receiver.flood import count_bad_signature
 from webapp.receiver.publisher import publish_process_event
 from webapp.receiver.storage import headers_to_store, run_with_reconnect
 from wedof.events import SIGNATURE_HEADER, DeliveryRejected, ParsedDelivery, parse_delivery
@@ -62,9 +64,12 @@ def _receive(connection_id: int | None):
         return response, status
     except ApiError as exc:
         status, outcome = exc.status, exc.error
-        return jsonify({"error": exc.error, "message": exc.message}), exc.status
+        retry_after = exc.extra.get("retry_after")
+        headers = {"Retry-After": str(retry_after)} if retry_after else {}
+        return jsonify({"error": exc.error, "message": exc.message}), exc.status, headers
     finally:
-        _log_delivery(context, outcome, status, started)
+        if outcome != "too_many_bad_signatures":  # a flood is logged once, when it starts (flood.py)
+            _log_delivery(context, outcome, status, started)
         record_delivery(context.get("tenant"), outcome, status)
 
 
@@ -76,7 +81,9 @@ def _handle(connection_id: int | None, context: dict):
     _check_content_type()
     body = _read_body(current_app.config["SETTINGS"].webhook_max_body_bytes)
     observe_body_bytes(len(body))
-    _check_signature(connection, body)
+    signed_with_previous = _check_signature(connection, body)
+    if signed_with_previous:
+        context["signed_with"] = "previous_secret"
     if not connection.enabled:
         raise ApiError(409, "connection_disabled",
                        "This Wedof connection is disabled; enable it to receive deliveries again.")
@@ -85,7 +92,7 @@ def _handle(connection_id: int | None, context: dict):
     except DeliveryRejected as exc:
         raise ApiError(400, exc.code, exc.message) from None
     context.update(delivery=delivery.delivery_id, event=delivery.event_type, format=delivery.payload_format)
-    return _store_and_enqueue(database_url, connection, delivery, body, context)
+    return _store_and_enqueue(database_url, connection, delivery, body, context, signed_with_previous)
 
 
 def _connection(database_url: str, connection_id: int | None) -> ReceivingConnection:
@@ -141,7 +148,8 @@ def _read_body(limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_signature(connection: ReceivingConnection, body: bytes) -> None:
+def _check_signature(connection: ReceivingConnection, body: bytes) -> bool:
+    """Raises unless the body is signed with the connection's secret; True when it was the previous one's."""
     if not connection.webhook_secret:
         raise ApiError(401, "webhook_secret_not_configured",
                        "This connection has no webhook secret, so no delivery can be trusted. An operator must set "
@@ -149,24 +157,46 @@ def _check_signature(connection: ReceivingConnection, body: bytes) -> None:
                        "and the same secret on the Wedof webhook.")
     header = request.headers.get(SIGNATURE_HEADER)
     if not header:
-        raise ApiError(401, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
+        raise _refused_signature(connection, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
     try:
         valid = verify_signature(connection.webhook_secret, body, header, connection.signature_algorithm)
     except ValueError:
         raise ApiError(503, "connection_misconfigured",
                        f"The connection's signature algorithm {connection.signature_algorithm!r} is not supported; "
                        "an operator must fix it.") from None
-    if not valid:
-        raise ApiError(401, "invalid_signature", f"The {SIGNATURE_HEADER} header does not match the body.")
+    if valid:
+        return False
+    # During a rotation's grace window Wedof may still sign with the old secret (retries, or before
+    # its webhook was updated): accepted, and the row says so.
+    previous = connection.previous_secret_valid(utcnow())
+    if previous and verify_signature(previous, body, header, connection.signature_algorithm):
+        return True
+    raise _refused_signature(connection, "invalid_signature", f"The {SIGNATURE_HEADER} header does not match the body.")
+
+
+def _refused_signature(connection: ReceivingConnection, error: str, message: str) -> ApiError:
+    """401, or 429 once this connection has seen too many bad signatures this minute (webapp.receiver.flood)."""
+    settings = current_app.config["SETTINGS"]
+    counted = count_bad_signature(settings.redis_url, connection.id)
+    if counted is not None and counted[0] > settings.webhook_bad_signature_limit:
+        failures, retry_after = counted
+        if failures == settings.webhook_bad_signature_limit + 1:  # one line when the flood starts, not one each
+            log.warning(json.dumps({"msg": "webhook_signature_flood", "connection": connection.id,
+                                    "limit_per_minute": settings.webhook_bad_signature_limit}))
+        return ApiError(429, "too_many_bad_signatures",
+                        f"Too many deliveries with a bad signature for this connection; retry in {retry_after} s.",
+                        retry_after=retry_after)
+    return ApiError(401, error, message)
 
 
 def _store_and_enqueue(database_url: str, connection: ReceivingConnection, delivery: ParsedDelivery, body: bytes,
-                       context: dict):
+                       context: dict, signed_with_previous: bool = False):
     new = inbox.NewDelivery(
         connection_id=connection.id, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
         payload_format=delivery.payload_format, folder_external_id=delivery.folder_external_id,
         ignore_reason=(delivery.ignore_reason or "ignored") if delivery.ignored else None,
-        headers=headers_to_store(request.headers, connection.webhook_secret), body=body.decode("utf-8"))
+        headers=headers_to_store(request.headers, connection.webhook_secret, connection.previous_secret),
+        body=body.decode("utf-8"), signed_with_previous_secret=signed_with_previous)
     try:
         stored = run_with_reconnect(database_url, lambda conn: inbox.store(conn, new))
     except IntegrityError:

@@ -21,6 +21,7 @@ from bdc.db import session_scope
 from bdc.models import EventStatus, WedofConnection
 from bdc.settings import get_settings
 from bdc.types import utcnow
+from wedof.errors import WedofError, WedofNotFoundError
 from wedof.events import SUBSCRIBED_EVENTS
 from worker.celery_app import app
 from worker.connections import ConnectionNotUsable, client_for
@@ -134,12 +135,35 @@ def register_webhook(self, connection_id):
                 raise PermanentError(str(exc)) from None
         with client:
             webhook = client.create_webhook(url, SUBSCRIBED_EVENTS, secret, name="bdc-wedof-sync")
-        with session_scope() as session:
-            connection = session.get(WedofConnection, connection_id)
-            previous = connection.wedof_webhook_id
-            connection.wedof_webhook_id = str(webhook["id"])
-            record_audit(session, actor="worker", action="wedof.webhook_registered", tenant_id=tenant_id,
-                         target=("wedof_connection", connection_id),
-                         details={"webhook_id": str(webhook["id"]), "url": url, "events": len(SUBSCRIBED_EVENTS),
-                                  "replaces": previous})
-        return {"status": "registered", "webhook_id": str(webhook["id"]), "url": url}
+            new_id = str(webhook["id"])
+            with session_scope() as session:
+                connection = session.get(WedofConnection, connection_id)
+                previous = connection.wedof_webhook_id
+                connection.wedof_webhook_id = new_id
+                record_audit(session, actor="worker", action="wedof.webhook_registered", tenant_id=tenant_id,
+                             target=("wedof_connection", connection_id),
+                             details={"webhook_id": new_id, "url": url, "events": len(SUBSCRIBED_EVENTS),
+                                      "replaces": previous,
+                                      "changes": {"wedof_webhook_id": {"old": previous, "new": new_id}}})
+            # The old webhook (the old secret) would keep delivering every change a second time.
+            removed = _delete_replaced_webhook(client, previous, new_id, connection_id, tenant_id)
+        return {"status": "registered", "webhook_id": new_id, "url": url, "replaced": previous,
+                "replaced_deleted": removed}
+
+
+def _delete_replaced_webhook(client, previous: str | None, new_id: str, connection_id: int, tenant_id: int) -> bool:
+    """Delete the webhook the new one replaces; its outcome is audited and never fails the registration."""
+    if not previous or previous == new_id:
+        return False
+    try:
+        client.delete_webhook(previous)
+        outcome, error = "wedof.webhook_deleted", None
+    except WedofNotFoundError:
+        outcome, error = "wedof.webhook_deleted", "already gone at Wedof"
+    except (WedofError, ValueError) as exc:
+        outcome, error = "wedof.webhook_delete_failed", str(exc)[:300]
+    with session_scope() as session:
+        record_audit(session, actor="worker", action=outcome, tenant_id=tenant_id,
+                     target=("wedof_connection", connection_id),
+                     details={"webhook_id": previous, "replaced_by": new_id, "error": error})
+    return outcome == "wedof.webhook_deleted"
