@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bdc.audit import record_audit
+from bdc.audit import changes, record_audit
 from bdc.models import Tenant, WedofConnection
 from bdc.settings import Settings
 
@@ -40,12 +40,14 @@ def ensure_env_connection(session: Session, settings: Settings) -> WedofConnecti
         "organism_siret": settings.wedof_org_id,
     }
     # WEDOF_SYNC_ENABLED only governs the periodic sync (beat); webhooks keep flowing either way.
-    differs = [name for name, value in changed.items() if getattr(connection, name) != value]
+    before = {name: getattr(connection, name) for name in changed}
+    differs = changes(before, changed, secrets=("api_key", "webhook_secret"))
     for name in differs:
         setattr(connection, name, changed[name])
     session.flush()
     if differs:
-        # Only the names of what changed: secrets never reach the audit log.
+        # Secrets are recorded as "changed", never by value.
         record_audit(session, actor="system", action="connection.configured_from_env", tenant_id=connection.tenant_id,
-                     target=("wedof_connection", connection.id), details={"fields": sorted(differs)})
+                     target=("wedof_connection", connection.id), details={"fields": sorted(differs)},
+                     changes=differs)
     return connection

@@ -32,7 +32,7 @@ from decimal import Decimal
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from bdc.audit import record_audit
+from bdc.audit import note_transition, record_audit
 from bdc.models import BillingMode, Enrollment, Invoice, InvoiceStatus, Notice, NoticeKind
 from bdc.types import utcnow
 from billing import numbers
@@ -71,13 +71,20 @@ def allowed(source: InvoiceStatus | None, target: InvoiceStatus) -> bool:
 
 def _move(session: Session, invoice_id: int, name: str, *conditions, **values) -> bool:
     transition = TRANSITIONS[name]
+    # The status it moves from, for the audit row (locked: on PostgreSQL nobody moves it in between).
+    old = session.scalar(select(Invoice.status).where(Invoice.id == invoice_id).with_for_update())
+    if old not in transition.sources:
+        return False
     statement = (
         update(Invoice)
         .where(Invoice.id == invoice_id, Invoice.status.in_(sorted(transition.sources)), *conditions)
         .values(status=transition.target, updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    moved = session.execute(statement).rowcount == 1
+    if moved:
+        note_transition(session, ("invoice", invoice_id), old, transition.target)
+    return moved
 
 
 def _audit(session: Session, invoice: Invoice | int, what: str, actor: str, **details) -> Invoice:

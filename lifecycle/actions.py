@@ -28,7 +28,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from bdc.audit import record_audit
+from bdc.audit import note_transition, record_audit
 from bdc.models import ActionStatus, LifecycleAction, LifecycleKind, LifecycleMode, Notice, NoticeKind
 from bdc.settings import get_settings
 from bdc.types import utcnow
@@ -88,13 +88,20 @@ def status_for(decision: Decision, mode: LifecycleMode) -> ActionStatus:
 def _move(session: Session, action_id: int, name: str, target: ActionStatus, *conditions, **values) -> bool:
     sources = TRANSITIONS[name].sources
     assert target in TRANSITIONS[name].targets, f"{name} cannot lead to {target}"  # a caller bug
+    # The status it moves from, for the audit row (locked: on PostgreSQL nobody moves it in between).
+    old = session.scalar(select(LifecycleAction.status).where(LifecycleAction.id == action_id).with_for_update())
+    if old not in sources:
+        return False
     statement = (
         update(LifecycleAction)
         .where(LifecycleAction.id == action_id, LifecycleAction.status.in_(sorted(sources)), *conditions)
         .values(status=target, updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    moved = session.execute(statement).rowcount == 1
+    if moved:
+        note_transition(session, ("lifecycle_action", action_id), old, target)
+    return moved
 
 
 def _audit(session: Session, action: LifecycleAction | int, what: str, actor: str, **details) -> None:

@@ -32,5 +32,5 @@ def test_env_connection_is_created_once_and_refreshed_when_the_environment_chang
     assert changed.id == first.id and changed.api_key == "key-2"
     assert session.scalar(select(func.count()).select_from(WedofConnection)) == 1
     entries = session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
-    assert entries[-1].details == {"fields": ["api_key"]}
+    assert entries[-1].details == {"fields": ["api_key"], "changes": {"api_key": "changed"}}
     assert all("key-" not in str(e.details) and "secret-1" not in str(e.details) for e in entries)

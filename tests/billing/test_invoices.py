@@ -149,6 +149,12 @@ def test_a_failure_keeps_the_number_notifies_staff_and_waits_for_an_admin(billin
         row = session.get(Invoice, invoice_id)
         assert (row.status, row.reason, row.released_by) == (R, None, "admin@x.fr")
         assert row.number.endswith("000001")  # the same number goes again
+        moves = [(a.action, a.actor, a.details.get("changes", {}).get("status")) for a in session.scalars(
+            select(AuditLog).where(AuditLog.target_id == str(invoice_id)).order_by(AuditLog.id))]
+        assert moves == [("billing.reserved", "auto", None),
+                         ("billing.sent", "worker", {"old": "reserved", "new": "sent"}),
+                         ("billing.failed", "worker", {"old": "sent", "new": "failed"}),
+                         ("billing.retried", "admin@x.fr", {"old": "failed", "new": "reserved"})]
 
 
 def test_a_sent_invoice_cannot_be_cancelled_a_refused_one_can(billing_world):

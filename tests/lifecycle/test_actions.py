@@ -122,11 +122,19 @@ def test_every_operation_moves_exactly_the_allowed_pairs(world):
         # One live action per enrollment and kind: clear the way for this row.
         with bdc_db.session_scope() as session:
             session.execute(LifecycleAction.__table__.delete())
+            session.execute(AuditLog.__table__.delete())  # SQLite reuses the ids of deleted rows
         action_id = _action(world, source)
         moved = operation(action_id)
         assert moved == (source in sources), (name, source)
         with bdc_db.session_scope() as session:
             assert session.get(LifecycleAction, action_id).status == (target if moved else source), (name, source)
+            # The audit row of a move carries the status it left and the one it reached.
+            audited = session.scalars(select(AuditLog).where(AuditLog.target_id == str(action_id))
+                                      .order_by(AuditLog.id.desc())).first()
+            if moved and source != target:
+                assert audited.details["changes"]["status"] == {"old": source.value, "new": target.value}, name
+            elif not moved:
+                assert audited is None, (name, source)
 
 
 def test_a_sent_action_is_started_again_only_by_its_task_or_once_lost(world):

@@ -401,7 +401,12 @@ def test_create_connection_returns_a_generated_secret_once(admin_world):
         connection = session.get(WedofConnection, data["id"])
         assert connection.webhook_secret == secret and connection.api_key == "a-brand-new-api-key"
         audit = session.scalars(select(AuditLog).where(AuditLog.action == "connection.created")).one()
-        assert audit.details == {"fields": ["api_key", "base_url", "organism_siret", "webhook_secret"]}
+        assert audit.details == {"fields": ["api_key", "base_url", "organism_siret", "webhook_secret"],
+                                 "changes": {"api_key": "changed", "webhook_secret": "changed",
+                                             "base_url": {"old": "https://www.wedof.fr/api",
+                                                          "new": "http://127.0.0.1:9/api"},
+                                             "organism_siret": {"old": None, "new": "12345678901234"}}}
+        assert secret not in str(audit.details) and "a-brand-new-api-key" not in str(audit.details)
 
 
 @pytest.mark.parametrize("body", [
@@ -417,7 +422,7 @@ def test_patch_connection_rejects_bad_input(admin_world, body):
     assert "changed" not in response.get_json()
 
 
-def test_patch_connection_changes_and_audits_field_names_only(admin_world):
+def test_patch_connection_audits_old_and_new_values_and_secrets_as_changed(admin_world):
     w = admin_world
     response = w.call("PATCH", "/connection", who="admin_a", json={
         "api_key": "new-key-value-123456", "enabled": False, "rate_limit_per_second": 2.5})
@@ -426,7 +431,10 @@ def test_patch_connection_changes_and_audits_field_names_only(admin_world):
     assert data["enabled"] is False and data["rate_limit_per_second"] == 2.5
     with session_scope(w.database_url) as session:
         audit = session.scalars(select(AuditLog).where(AuditLog.action == "connection.updated")).one()
-        assert audit.details == {"fields": ["api_key", "enabled", "rate_limit_per_second"]}
+        assert audit.details == {"fields": ["api_key", "enabled", "rate_limit_per_second"],
+                                 "changes": {"api_key": "changed", "enabled": {"old": True, "new": False},
+                                             "rate_limit_per_second": {"old": None, "new": 2.5}}}
+        assert audit.actor == f"user:{w.ids['a']['admin']}"
         assert session.get(WedofConnection, w.connections["a"]).api_key == "new-key-value-123456"
     assert w.call("PATCH", "/connection", who="admin_a", json={"enabled": False}).get_json()["changed"] == []
 

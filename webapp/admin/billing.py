@@ -16,7 +16,7 @@ from flask import Response, jsonify, stream_with_context
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from bdc.audit import record_audit
+from bdc.audit import changes, record_audit
 from bdc.models import BillingMode, BillingSettings, Invoice, InvoiceStatus
 from bdc.types import utcnow
 from billing import evaluate, invoices, numbers
@@ -326,5 +326,5 @@ def put_billing_settings():
         after = billing_settings_json(settings, True)
         record_audit(session, actor=current_principal().actor, action="billing.settings_changed",
                      tenant_id=tenant.id, target=("billing_settings", settings.id),
-                     details={"before": before, "after": after})
+                     details={"before": before, "after": after}, changes=changes(before, after))
     return jsonify(after)

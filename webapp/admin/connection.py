@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from flask import jsonify
 
-from bdc.audit import record_audit
+from bdc.audit import CHANGED, changes, record_audit
 from bdc.models import WedofConnection
 from bdc.settings import SIGNATURE_ALGORITHMS, get_settings
 from bdc.types import utcnow
@@ -59,8 +59,9 @@ def _secret(body: dict, name: str) -> str | None:
     return value
 
 
-def _apply(connection: WedofConnection, body: dict) -> list[str]:
-    """Validate and apply the writable fields present in ``body``; returns the names changed."""
+def _apply(connection: WedofConnection, body: dict) -> dict:
+    """Validate and apply the writable fields present in ``body``; returns their old and new values
+    (:func:`bdc.audit.changes`: a secret's as "changed")."""
     values: dict = {}
     if "name" in body:
         values["name"] = field(body, "name", str, max_length=200).strip() or "Wedof"
@@ -82,10 +83,11 @@ def _apply(connection: WedofConnection, body: dict) -> list[str]:
     if "rate_limit_per_second" in body:
         values["rate_limit_per_second"] = field(body, "rate_limit_per_second", (int, float), nullable=True,
                                                 minimum=0.01, maximum=1000)
-    changed = [name for name, value in values.items() if getattr(connection, name) != value]
-    for name in changed:
+    before = {name: getattr(connection, name) for name in values}
+    found = changes(before, values, secrets=SECRET_FIELDS)
+    for name in found:
         setattr(connection, name, values[name])
-    return sorted(changed)
+    return found
 
 
 @bp.get("/connection")
@@ -106,15 +108,16 @@ def create_connection():
             raise ApiError(409, "connection_exists", "This tenant already has a Wedof connection; PATCH it.")
         connection = WedofConnection(tenant_id=tenant.id, name="Wedof", base_url="https://www.wedof.fr/api",
                                      signature_algorithm="sha256", enabled=True)
-        changed = _apply(connection, body)
+        created = _apply(connection, body)
         generated = None
         if not connection.webhook_secret:
             generated = connection.webhook_secret = new_webhook_secret()
-            changed = sorted({*changed, "webhook_secret"})
+            created["webhook_secret"] = CHANGED
         session.add(connection)
         session.flush()
         record_audit(session, actor=current_principal().actor, action="connection.created", tenant_id=tenant.id,
-                     target=("wedof_connection", connection.id), details={"fields": changed})
+                     target=("wedof_connection", connection.id), details={"fields": sorted(created)},
+                     changes=created)
         data = connection_json(connection)
     forget_cached_connections()
     if generated:
@@ -130,12 +133,13 @@ def update_connection():
     with db_session() as session:
         tenant = resolve_tenant(session)
         connection = tenant_connection(session, tenant)
-        changed = _apply(connection, body)
+        updated = _apply(connection, body)
+        changed = sorted(updated)
         if changed:
             session.flush()
             record_audit(session, actor=current_principal().actor, action="connection.updated",
                          tenant_id=tenant.id, target=("wedof_connection", connection.id),
-                         details={"fields": changed})
+                         details={"fields": changed}, changes=updated)
         data = connection_json(connection)
     if changed:
         forget_cached_connections()  # the receiver must check the next delivery against the new values
@@ -161,8 +165,8 @@ def rotate_secret():
         connection.webhook_secret = secret
         record_audit(session, actor=current_principal().actor, action="connection.secret_rotated",
                      tenant_id=tenant.id, target=("wedof_connection", connection.id),
-                     details={"fields": ["webhook_secret"], "changes": {"webhook_secret": "changed"},
-                              "previous_secret_accepted_until": iso(grace_until)})
+                     details={"fields": ["webhook_secret"], "previous_secret_accepted_until": iso(grace_until)},
+                     changes={"webhook_secret": CHANGED})
         url, connection_id, can_register = connection.webhook_url, connection.id, bool(connection.api_key)
     forget_cached_connections()
     task_id = None

@@ -15,7 +15,7 @@ from flask import jsonify
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bdc.audit import record_audit
+from bdc.audit import changes, record_audit
 from bdc.models import Appointment, AppointmentPhase, AppointmentStatus, Enrollment, User, UserRole
 from bdc.types import utcnow
 from webapp.admin import bp
@@ -186,7 +186,8 @@ def update_appointment(appointment_id: int):
         session.flush()
         after = appointment_json(appointment)
         _changed(session, "appointment.updated", appointment,
-                 {"before": {k: before[k] for k in body}, "after": {k: after[k] for k in body}})
+                 {"before": {k: before[k] for k in body}, "after": {k: after[k] for k in body},
+                  "changes": changes(before, after, fields=body)})
         enrollment_id = appointment.enrollment_id
     return jsonify({**after, "evaluation": _evaluate(enrollment_id)})
 
@@ -213,10 +214,11 @@ def cancel_appointment(appointment_id: int):
 def _patch(appointment_id: int, body: dict, what: str):
     with db_session() as session:
         appointment = visible_row(session, Appointment, appointment_id, "appointment")
-        before = appointment.status.value
+        before, before_status = appointment_json(appointment), appointment.status.value
         _apply_fields(session, appointment, body)
         session.flush()
-        _changed(session, what, appointment, {"from_status": before, **body})
+        _changed(session, what, appointment, {"from_status": before_status, **body,
+                                              "changes": changes(before, appointment_json(appointment), fields=body)})
         data, enrollment_id = appointment_json(appointment), appointment.enrollment_id
     return jsonify({**data, "evaluation": _evaluate(enrollment_id)})
 
@@ -242,5 +244,6 @@ def record_evidence(enrollment_id: int):
             raise bad("validation_error", "A withdrawal reason needs its withdrawn_on date.")
         after = evidence_json(enrollment)
         _changed(session, "enrollment.evidence_recorded", enrollment,
-                 {"before": {k: before[k] for k in body}, "after": {k: after[k] for k in body}})
+                 {"before": {k: before[k] for k in body}, "after": {k: after[k] for k in body},
+                  "changes": changes(before, after, fields=body)})
     return jsonify({**after, "evaluation": _evaluate(enrollment_id)})

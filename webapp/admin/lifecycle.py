@@ -15,7 +15,7 @@ from flask import jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from bdc.audit import record_audit
+from bdc.audit import changes, record_audit
 from bdc.models import (
     ActionStatus,
     Enrollment,
@@ -240,7 +240,7 @@ def put_lifecycle_settings():
         after = settings_json(settings)
         record_audit(session, actor=current_principal().actor, action="lifecycle.settings_changed",
                      tenant_id=tenant.id, target=("lifecycle_settings", settings.id),
-                     details={"before": before, "after": after})
+                     details={"before": before, "after": after}, changes=changes(before, after))
     return jsonify({**after, "configured": True})
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from flask import jsonify
 from sqlalchemy import select
 
-from bdc.audit import record_audit
+from bdc.audit import changes, record_audit
 from bdc.models import ConnectivityCheck, NotificationSettings, Problem, ProblemKind, ProblemStatus
 from bdc.settings import get_settings
 from bdc.types import utcnow
@@ -205,7 +205,8 @@ def put_notification_settings():
             # The webhook URL is a secret: the log says only whether one is configured.
             record_audit(session, actor=current_principal().actor, action="notifications.settings_changed",
                          tenant_id=tenant.id, target=("notification_settings", row.id),
-                         details={"fields": changed, "before": _audited(before), "after": _audited(after)})
+                         details={"fields": changed, "before": _audited(before), "after": _audited(after)},
+                         changes=changes(_audited(before), _audited(after)))
     return jsonify({**after, "changed": changed})
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bdc.audit import record_audit
+from bdc.audit import changes, record_audit
 from bdc.models import Tenant, User, UserRole, WedofConnection
 from wedof.outbound import OutboundRefused, check_base_url, wedof_policy
 
@@ -86,5 +86,8 @@ def create_tenant_with_admin(session: Session, *, name: str, slug: str, admin_em
     session.flush()
     record_audit(session, actor=actor, action="tenant.created", tenant_id=tenant.id, target=("tenant", tenant.id),
                  details={"slug": slug, "admin_user_id": admin.id, "connection_id": connection.id,
-                          "api_key_set": api_key is not None})
+                          "api_key_set": api_key is not None},
+                 changes=changes({}, {"name": name, "slug": slug, "base_url": base_url,
+                                      "api_key": api_key, "webhook_secret": webhook_secret},
+                                 secrets=("api_key", "webhook_secret")))
     return Provisioned(tenant=tenant, admin=admin, connection=connection, generated_secret=generated)
