@@ -30,7 +30,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def create_db_engine(url: str, *, planner_settings: bool = True, **kwargs) -> Engine:
     """An engine for ``url``; ``planner_settings=False`` leaves PostgreSQL's plan cache as it is
-    (the receiver's engine: its INSERT gains nothing from being planned again each time)."""
+    (the receiver's engine: its INSERT gains nothing from being planned again each time).
+
+    Database errors never quote the statement's values (``hide_parameters``): they are beneficiaries'
+    names, emails and phones, and an error travels to logs, the inbox's ``last_error``, Flower and Sentry.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 10}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -42,7 +47,25 @@ def create_db_engine(url: str, *, planner_settings: bool = True, **kwargs) -> En
     engine = create_engine(url, **kwargs)
     if planner_settings:
         event.listen(engine, "connect", _postgres_planner)
+    event.listen(engine, "handle_error", _drop_error_detail)
     return engine
+
+
+def _drop_error_detail(context) -> None:
+    """Keep PostgreSQL's primary message and drop its DETAIL, which quotes the row's values.
+
+    ``duplicate key ... DETAIL: Key (email)=(...) already exists`` would put a beneficiary's email in
+    a log line; the constraint's name in the primary message says enough. The error's class, sqlstate
+    and ``diag`` stay as they are (the retry policy reads them).
+    """
+    error = context.original_exception
+    if not getattr(getattr(error, "diag", None), "message_detail", None) or not error.args:
+        return
+    primary = error.diag.message_primary or str(error.args[0]).split("\n", 1)[0]
+    error.args = (primary, *error.args[1:])  # what a logged traceback shows of the driver's error
+    wrapped = context.sqlalchemy_exception
+    if wrapped is not None and wrapped.args:
+        wrapped.args = (f"({type(error).__module__}.{type(error).__name__}) {primary}", *wrapped.args[1:])
 
 
 def _postgres_planner(dbapi_connection, _record) -> None:

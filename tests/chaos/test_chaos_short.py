@@ -8,15 +8,24 @@ sandbox's truth, and any process that exited by itself meanwhile was restarted (
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from bench.chaos import ChaosConfig, run_scenario, verdict_line
+from tests.support.personal_data import find_personal_values, sandbox_personal_values
+from wedof_sandbox.population import generate
+
+
+def _log_dir(output_dir):
+    return output_dir / "logs" / "chaos-short"
 
 
 @pytest.fixture(scope="module")
 def verdict(output_dir):
     # Its own cluster, which the run stops for its database outage (the suite's own stays up).
-    config = ChaosConfig.short(log_dir=output_dir / "logs" / "chaos-short")
+    shutil.rmtree(_log_dir(output_dir), ignore_errors=True)  # this run's logs only (the log scan below)
+    config = ChaosConfig.short(log_dir=_log_dir(output_dir))
     result = run_scenario(config)
     print(verdict_line(result))
     return result
@@ -82,3 +91,19 @@ def test_every_process_that_exited_on_its_own_was_restarted_and_the_verdict_says
     line = verdict_line(verdict)
     assert "| unexpected exits: worker a " in line and ", receiver " in line, line
     assert not [n for n, state in verdict["processes_at_end"].items() if state != "alive"], verdict["processes_at_end"]
+
+
+def test_no_log_line_of_the_run_carries_a_beneficiary_s_personal_data(verdict, output_dir, tmp_path):
+    # Receiver, workers (webhooks, the syncs, declarations, billing), beat: every log file of the run.
+    config = ChaosConfig.short()
+    values = sandbox_personal_values(config.folders, config.seed)
+    logs = sorted(_log_dir(output_dir).rglob("*.log"))
+    assert {path.name.split("-")[0] for path in logs} >= {"celery", "gunicorn"}, logs
+    assert find_personal_values(logs, values) == []
+    # The scan can see: these logs do name the run's folders, and a planted value is found.
+    numbers = {folder["externalId"] for folder in generate(config.folders, config.seed).folders}
+    texts = [path.read_text(errors="replace") for path in logs]
+    assert any(number in text for text in texts for number in numbers)
+    planted = tmp_path / "planted.log"
+    planted.write_text(f"INFO something about {sorted(values)[0]} here\n")
+    assert len(find_personal_values([planted], values)) == 1
