@@ -29,6 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    register_security_headers(app)
     register_metrics(app)
     register_error_handlers(app)
     return app
@@ -48,6 +49,13 @@ def register_metrics(app: Flask) -> None:
     from webapp import metrics
 
     metrics.init_app(app)
+
+
+def register_security_headers(app: Flask) -> None:
+    # CSP, framing, referrer and sniffing headers on every answer (webapp.security_headers).
+    from webapp import security_headers
+
+    security_headers.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
