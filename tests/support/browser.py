@@ -42,3 +42,32 @@ def admin_token(user_id: int, tenant_id: int) -> str:
     with create_app().app_context():
         return create_access_token(identity=str(user_id), additional_claims={"role": "tenant_admin",
                                                                              "tenant_id": tenant_id})
+
+
+# Reported from every document the page opens (expose_function survives navigations and reloads).
+_REPORT_CSP = """
+document.addEventListener("securitypolicyviolation", (e) => window.__reportCsp(
+  {directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample, source: e.sourceFile}));
+"""
+
+
+class CspWatch:
+    """Content-Security-Policy violations a page reports: its own event and Chromium's console message."""
+
+    def __init__(self, page):
+        self.events: list[dict] = []
+        self.console: list[str] = []
+        page.expose_function("__reportCsp", self._event)
+        page.add_init_script(_REPORT_CSP)
+        page.on("console", self._console)
+
+    def _event(self, report: dict) -> None:
+        self.events.append(report)
+
+    def _console(self, message) -> None:
+        if "Content Security Policy" in message.text:
+            self.console.append(message.text)
+
+    @property
+    def violations(self) -> list:
+        return [*self.events, *self.console]

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bdc.db import session_scope
 from bdc.models import Enrollment, EventStatus, SyncRun, Tenant, User, UserRole, WebhookEvent, WedofConnection
 from tests.conftest import fresh_postgres_url, process_environment
-from tests.support.browser import admin_token, chromium, page_stack_env
+from tests.support.browser import CspWatch, admin_token, chromium, page_stack_env
 from tests.support.sandbox import running_sandbox
 from tests.support.services import wait_until
 from tests.support.stack import CeleryWorker, Receiver
@@ -78,8 +78,10 @@ def test_sync_now_and_retry_in_the_browser(stack, output_dir, request):
 
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        csp = CspWatch(page)
         page.goto(url)
         expect(page.locator("#connection-state")).to_have_text("Connecté", timeout=30_000)
+        assert "Content-Security-Policy" in {name.title() for name in page.context.request.get(url).headers}
         assert "token=" not in page.url  # kept in sessionStorage, not in the address bar
         failed_rows = page.locator("#failed-events tr[data-event-id]")
         expect(failed_rows).to_have_count(1)
@@ -113,6 +115,19 @@ def test_sync_now_and_retry_in_the_browser(stack, output_dir, request):
         expect(failed_rows).to_have_count(0)
         expect(page.locator("#failed-events")).to_contain_text("Aucun événement en échec.")
         page.screenshot(path=str(shots / "2-event-retried.png"), full_page=True)
+        assert csp.violations == []  # the whole walk ran under the page's policy without tripping it
+
+        # The watch does see a violation, and the policy is enforced: injected inline code never runs.
+        blocked = page.evaluate("""() => new Promise((resolve) => {
+            const done = (directive) => resolve({ran: window.__inlineRan === true, directive});
+            document.addEventListener("securitypolicyviolation", (e) => done(e.violatedDirective), {once: true});
+            const s = document.createElement("script");
+            s.textContent = "window.__inlineRan = true";
+            document.body.appendChild(s);
+            setTimeout(() => done(null), 5000); })""")
+        assert blocked["ran"] is False and (blocked["directive"] or "").startswith("script-src"), blocked
+        page.wait_for_timeout(300)  # lets the exposed function's call arrive
+        assert csp.violations, "the watch missed the violation it is there to catch"
 
 
 def _event_status(event_id: int) -> EventStatus:
