@@ -4,7 +4,8 @@ The BDC host issues the tokens (flask-jwt-extended, shared ``JWT_SECRET_KEY``): 
 user id as a string, claims ``role`` and ``tenant_id``. We trust the signed claims, so a token
 from the BDC works here without a copy of its user table. One extra check where we can: when a
 user row with that id exists in our database and is deactivated, the token is refused (401), so
-disabling an account takes effect before its tokens expire. A missing row is not an error.
+disabling an account takes effect before its tokens expire. A missing row is not an error. A token
+whose ``jti`` was revoked (webapp.token_revocation) is refused with ``token_revoked``.
 
 Every authentication failure leaves as ``{"error", "message"}`` JSON: jwt-extended's default
 loaders (``{"msg": ...}``) are replaced below.
@@ -21,6 +22,7 @@ from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, v
 
 from bdc.db import session_scope
 from bdc.models import User, UserRole
+from webapp import token_revocation
 from webapp.errors import ApiError, error_response
 from webapp.extensions import jwt
 
@@ -65,6 +67,26 @@ def _expired_token(_header, _payload):
 @jwt.revoked_token_loader
 def _revoked_token(_header, _payload):
     return error_response(401, "token_revoked", "The token has been revoked.")
+
+
+@jwt.token_in_blocklist_loader
+def _token_in_blocklist(_header, payload) -> bool:
+    """True when the token's jti was revoked (webapp.token_revocation); asked once per request.
+
+    A token without a usable jti could never be revoked, so it is refused. Redis unreachable: 503, not
+    "not revoked": failing open would let a revoked token back in for as long as Redis is away.
+    """
+    jti = payload.get("jti")
+    if not token_revocation.valid_jti(jti):
+        raise ApiError(401, "invalid_token", "The token has no usable jti claim.")
+    checked = g.setdefault("_revoked_jtis", {})
+    if jti not in checked:
+        try:
+            checked[jti] = token_revocation.is_revoked(current_app.config["SETTINGS"].redis_url, jti)
+        except token_revocation.RevocationUnavailable:
+            raise ApiError(503, "revocation_check_unavailable",
+                           "Whether the token was revoked cannot be checked right now; try again shortly.") from None
+    return checked[jti]
 
 
 @jwt.needs_fresh_token_loader

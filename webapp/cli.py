@@ -143,6 +143,67 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims_of(token: str) -> dict | None:
+    # Signature checked with JWT_SECRET_KEY (a forged exp must not choose how long the block lasts);
+    # an expired token is still read: its jti is what is asked for.
+    from flask_jwt_extended import decode_token
+    from flask_jwt_extended.exceptions import JWTExtendedException
+    from jwt.exceptions import PyJWTError
+
+    from webapp.app import create_app
+
+    with create_app().app_context():
+        try:
+            return decode_token(token, allow_expired=True)
+        except (PyJWTError, JWTExtendedException, ValueError, TypeError):
+            return None
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    """Revoke a token by its jti, or by the token itself (then kept exactly until the token expires)."""
+    import time
+    from datetime import UTC, datetime
+
+    from bdc.audit import record_audit
+    from webapp import token_revocation
+
+    if (args.jti is None) == (args.token is None):
+        print("error: give a jti or --token <jwt>, not both", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    subject, tenant_id = None, None
+    if args.token is not None:
+        raw = sys.stdin.readline() if args.token == "-" else args.token  # "-": kept out of ps and shell history
+        claims = _claims_of(raw.strip())
+        if claims is None:
+            print("error: not a token signed with this JWT_SECRET_KEY; nothing was revoked", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        jti, expires_at = claims.get("jti"), claims.get("exp")
+        subject, tenant_id = claims.get("sub"), claims.get("tenant_id")
+        if not isinstance(expires_at, int | float):
+            expires_at = None
+    else:
+        jti, expires_at = args.jti.strip(), time.time() + token_revocation.UNKNOWN_LIFETIME_SECONDS
+    if not token_revocation.valid_jti(jti):
+        print("error: a jti is 1 to 100 printable characters without spaces; nothing was revoked", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        kept = token_revocation.revoke(get_settings().redis_url, jti, expires_at)
+    except token_revocation.RevocationUnavailable as exc:
+        print(f"error: Redis is unreachable ({exc}); nothing was revoked", file=sys.stderr)
+        return 1
+    if kept == 0:
+        print(f"Token {jti} has already expired: nothing to revoke.")
+        return 0
+    expires = datetime.fromtimestamp(expires_at, UTC).isoformat() if expires_at is not None else None
+    with session_scope() as session:
+        record_audit(session, actor="cli", action="token.revoked",
+                     tenant_id=tenant_id if isinstance(tenant_id, int) else None, target=("token", jti),
+                     details={"via": "cli", "expires_at": expires,
+                              "subject": subject if isinstance(subject, str) else None})
+    print(f"Token {jti} revoked until {expires or 'for ever (the token never expires)'}.")
+    return 0
+
+
 def _hours(raw: str) -> float:
     try:
         value = float(raw)
@@ -171,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True)
     token.add_argument("--expires-hours", type=_hours, default=12.0)
     token.set_defaults(func=cmd_token)
+    revoke = commands.add_parser("revoke-token", help="revoke a token: refused by the admin API from now on")
+    revoke.add_argument("jti", nargs="?", default=None, help="the token's jti (kept 90 days: the token is unknown)")
+    revoke.add_argument("--token", default=None,
+                        help="the token itself, or - to read it from standard input (its jti is kept until it expires)")
+    revoke.set_defaults(func=cmd_revoke_token)
     demo = commands.add_parser("demo", help="demo mode: admin user, sandbox webhook and a first sync; print a token")
     demo.add_argument("--expires-hours", type=_hours, default=12.0)
     demo.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the receiver (default 60)")

@@ -47,12 +47,16 @@ _ERROR_TEXT = {
     400: "Unreadable input (JSON or parameter)", 401: "Missing, invalid or expired token",
     403: "The role may not use this API", 404: "Unknown object, or another tenant's",
     409: "The object's state does not allow it", 422: "A field is missing or invalid",
-    503: "The task queue (or Wedof, for a check) is unreachable",
+    429: "Too many requests from this user or address (error rate_limited); wait Retry-After seconds",
+    503: "Redis (the token revocation check), the task queue, or Wedof for a check, is unreachable",
 }
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds until the limit's window ends",
+                                "schema": {"type": "integer", "minimum": 1}}}
 
 
 def _errors(*codes: int) -> dict:
-    return {str(code): {"description": _ERROR_TEXT[code], "content": {"application/json": {"schema": _ref("Error")}}}
+    return {str(code): {"description": _ERROR_TEXT[code], "content": {"application/json": {"schema": _ref("Error")}},
+                        **({"headers": _RETRY_AFTER} if code == 429 else {})}
             for code in codes}
 
 
@@ -74,7 +78,8 @@ TENANT = {"$ref": "#/components/parameters/TenantId"}
 TENANT_HEADER = {"$ref": "#/components/parameters/TenantHeader"}
 PAGING = [{"$ref": "#/components/parameters/Page"}, {"$ref": "#/components/parameters/PerPage"}]
 SCOPED = [TENANT, TENANT_HEADER]
-AUTH_ERRORS = (400, 401, 403, 404)
+# Every operation: bad input, the token (missing, revoked, wrong role), the rate limits, Redis away.
+AUTH_ERRORS = (400, 401, 403, 404, 429, 503)
 
 
 def _op(summary: str, responses: dict, *, params=(), body: dict | None = None, errors=(), tag="admin") -> dict:
@@ -519,6 +524,13 @@ PATHS.update({
         "Count Wedof's folders against ours now: a reconciliation report (queued)",
         _ok(202, {"allOf": [_ACCEPTED_TASK, _obj({"connection_id": _INT})]}, "Accepted"), params=SCOPED,
         body=_obj({}, additionalProperties=False), errors=(409, 422, 503))},
+})
+PATHS.update({
+    "/token/revoke": {"post": _op(
+        "Revoke the token of this request: from now until it expires it is answered 401 token_revoked",
+        _ok(200, _obj({"revoked": _BOOL, "jti": _STR, "expires_at": _TIME, "kept_seconds": _nullable("integer")},
+                      ["revoked", "jti", "expires_at", "kept_seconds"])),
+        body=_obj({}, additionalProperties=False), errors=(422,))},
 })
 
 def build_spec() -> dict:

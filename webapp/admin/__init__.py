@@ -1,7 +1,7 @@
 """The Wedof integration's admin API, ``/api/integrations/wedof/*`` (super_admin and tenant_admin).
 
-One blueprint; each area (status and sync, events, synced records, connection, audit log) lives in
-its own module and adds its routes to it.
+One blueprint; each area (status and sync, events, synced records, connection, audit log, the caller's
+token) lives in its own module and adds its routes to it.
 """
 
 from flask import Blueprint
@@ -19,4 +19,5 @@ from webapp.admin import (  # noqa: E402,F401
     operations,
     records,
     status,
+    tokens,
 )

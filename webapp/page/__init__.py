@@ -9,7 +9,7 @@ the history) or from the small form on the page.
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request
-from flask_jwt_extended.exceptions import JWTExtendedException
+from flask_jwt_extended.exceptions import JWTExtendedException, RevokedTokenError
 from jwt.exceptions import PyJWTError
 
 from bdc.settings import get_settings
@@ -28,6 +28,8 @@ def integration_page():
             authenticate_admin()
         except ApiError as exc:
             error, status = exc.message, exc.status
+        except RevokedTokenError:
+            error, status = "Jeton révoqué.", 401
         except JWTExtendedException:
             error, status = "Jeton invalide.", 401
         except PyJWTError as exc:
