@@ -49,6 +49,9 @@ class Settings:
     webhook_secret_grace_seconds: float = 24 * 3600.0
     # Bad signatures per connection and minute before they are answered 429 (webapp.receiver.flood).
     webhook_bad_signature_limit: int = 30
+    # Admin API requests allowed per user (the token's identity) and per remote address (webapp.rate_limits).
+    admin_rate_limit: str = "120/minute"
+    admin_rate_limit_per_address: str = "600/minute"
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     jwt_secret_key: str = ""
@@ -150,6 +153,21 @@ def _sample_rate(raw: str) -> float:
     if value < 0:
         raise SettingsError(f"SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1, got {raw!r}")
     return value
+
+
+def _rate_limit(name: str, raw: str) -> str:
+    """A flask-limiter rate such as ``120/minute`` (several separated by ``;``), each allowing at least one call."""
+    from limits import parse_many  # flask-limiter's own parser, so what passes here is what it will enforce
+
+    text = raw.strip()
+    try:
+        items = parse_many(text) if text else []
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise SettingsError(f"{name} must look like 120/minute (a count per second, minute, hour or day; several "
+                            f"separated by ';'), got {raw!r}")
+    return text
 
 
 def _database_url(raw: str | None) -> str:
@@ -293,6 +311,9 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
                                             get("WEBHOOK_SECRET_GRACE_SECONDS") or "86400", -0.1, 30 * 24 * 3600),
         webhook_bad_signature_limit=_int("WEBHOOK_BAD_SIGNATURE_LIMIT", get("WEBHOOK_BAD_SIGNATURE_LIMIT") or "30", 1,
                                          1_000_000),
+        admin_rate_limit=_rate_limit("ADMIN_RATE_LIMIT", get("ADMIN_RATE_LIMIT") or "120/minute"),
+        admin_rate_limit_per_address=_rate_limit("ADMIN_RATE_LIMIT_PER_ADDRESS",
+                                                 get("ADMIN_RATE_LIMIT_PER_ADDRESS") or "600/minute"),
         raw_body_retention_days=_int("RAW_BODY_RETENTION_DAYS", get("RAW_BODY_RETENTION_DAYS") or "30", 1),
         sweep_interval=_float("BDC_SWEEP_INTERVAL", get("BDC_SWEEP_INTERVAL") or "60", 0.4, 3600),
         sweep_received_after=_float("BDC_SWEEP_RECEIVED_AFTER", get("BDC_SWEEP_RECEIVED_AFTER") or "10", -0.1, WEEK),

@@ -29,6 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    register_rate_limits(app)
     register_security_headers(app)
     register_metrics(app)
     register_error_handlers(app)
@@ -49,6 +50,15 @@ def register_metrics(app: Flask) -> None:
     from webapp import metrics
 
     metrics.init_app(app)
+
+
+def register_rate_limits(app: Flask) -> None:
+    # The admin API and the integration page only: the receiver, health and metrics are never limited here.
+    from webapp import rate_limits
+    from webapp.admin import bp as wedof_admin
+    from webapp.page import bp as integration_page
+
+    rate_limits.init_app(app, [wedof_admin, integration_page])
 
 
 def register_security_headers(app: Flask) -> None:
