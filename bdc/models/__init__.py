@@ -41,6 +41,7 @@ from bdc.models.operations import (
     Problem,
     ReconciliationReport,
 )
+from bdc.models.privacy import ErasedAttendee
 
 __all__ = [
     "Base", "Tenant", "User", "Beneficiary", "Program", "Enrollment", "Evaluation", "Document",
@@ -52,4 +53,5 @@ __all__ = [
     "AppointmentPhase", "AppointmentStatus", "LifecycleKind", "LifecycleMode", "ActionStatus", "NoticeKind",
     "NotificationSettings", "Problem", "ConnectivityCheck", "ReconciliationReport", "ApiDrift",
     "ProblemKind", "ProblemStatus", "ReportStatus",
+    "ErasedAttendee",
 ]

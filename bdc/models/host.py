@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bdc.models.base import Base, TimestampMixin
@@ -87,6 +88,10 @@ class Beneficiary(TimestampMixin, Base):
     )
     custom_fields: Mapped[dict] = mapped_column(default=dict)
     external_id: Mapped[str | None] = _external_id()
+    # Written consent to keep the personal data past the retention period (e.g. for the follow-up).
+    retention_consent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    # When the personal fields were emptied (erasure or retention); retention skips these.
+    anonymised_at: Mapped[datetime | None]
 
     tenant: Mapped[Tenant] = relationship(back_populates="beneficiaries")
     user: Mapped[User] = relationship(back_populates="beneficiary", foreign_keys=[user_id])

@@ -38,6 +38,7 @@ from bdc.models import (
     Document,
     DocumentType,
     Enrollment,
+    ErasedAttendee,
     Evaluation,
     EventStatus,
     Invoice,
@@ -221,6 +222,7 @@ def populate(database_url: str) -> dict:
                                  drift=1, sync_run_id=a["run"]),
             ApiDrift(connection_id=a["connection"], unknown_keys=["attendee.newField"], missing_keys=[],
                      samples=3),
+            ErasedAttendee(tenant_id=ids["b"]["tenant"], attendee_id="att-erased-b", reason="request"),
         ])
     ids["invoices"] = reserved
     bdc_db.dispose_engines()
