@@ -23,18 +23,21 @@ from tests.webapp.conftest import build_admin_world
 from webapp.cli import main as cli_main
 from wedof.outbound import WEDOF_HOSTS
 
+WEDOF_HOME = "https://www.wedof.fr/api"  # what the seeded connections point at, as in production
 PRODUCTION = {"APP_ENV": "production", "WEDOF_API_URL": "https://www.wedof.fr/api"}
 
 
 @pytest.fixture
 def production_world(app_env, db_url, redis_url, redis_client, fresh_task_sender):
     """The admin API with APP_ENV=production, on each database in turn."""
-    return build_admin_world(app_env, fresh_task_sender, db_url, redis_url, **PRODUCTION)
+    return build_admin_world(app_env, fresh_task_sender, db_url, redis_url, WEDOF_HOME, **PRODUCTION)
 
 
 @pytest.fixture
 def production_world_sqlite(app_env, sqlite_db_url, redis_url, redis_client, fresh_task_sender):
-    return build_admin_world(app_env, fresh_task_sender, sqlite_db_url, redis_url, **PRODUCTION)
+    # Hundreds of calls by one admin: above the admin API's rate limit, which is not under test here.
+    return build_admin_world(app_env, fresh_task_sender, sqlite_db_url, redis_url, WEDOF_HOME, **PRODUCTION,
+                             ADMIN_RATE_LIMIT="100000/minute", ADMIN_RATE_LIMIT_PER_ADDRESS="100000/minute")
 
 
 def _stored_base_url(world, name: str = "a") -> str:
