@@ -826,9 +826,9 @@ def test_batch_query_count_does_not_grow_with_the_page(session, tenant):
         return seen
 
     def check(seen, inserted_rows):
-        assert seen.count("SELECT") <= 6, (
+        assert seen.count("SELECT") <= 7, (
             seen
-        )  # beneficiaries+users, email holders, programs, enrollments, evaluations, documents
+        )  # beneficiaries+users, email holders, programs, enrollments, evaluations, documents, erased attendees
         assert len([s for s in seen if s not in ("SELECT", "INSERT")]) <= 6, (
             seen
         )  # one UPDATE batch per table

@@ -23,6 +23,9 @@ Level-triggered: the folder's state is the truth, whatever event carried it.
 - ``Beneficiary.status`` follows its enrollments: *completed* when every enrollment that was not
   withdrawn is completed (and there is at least one), else *active*. A status staff set by hand
   (*inactive*, *archived*) is theirs and is never changed here.
+- An attendee whose personal data was erased (a :class:`bdc.models.ErasedAttendee` tombstone, read
+  once per page) gets its names, email, phone, address, birth date and facts written empty, whatever
+  the folder says, and no bilan report; its folders' state, billing and progress apply as usual.
 - ``User.email`` is unique across the whole database: when another user already holds the address,
   this attendee's user gets NULL and the address is kept in ``custom_fields["wedof_email"]``. The
   check is made before writing; two processes racing for one address can still meet the unique
@@ -55,6 +58,7 @@ from bdc.models import (
     DocumentType,
     Enrollment,
     EnrollmentStatus,
+    ErasedAttendee,
     Evaluation,
     EvaluationStatus,
     Program,
@@ -120,6 +124,7 @@ ENROLLMENT_FIELDS = (
 EVALUATION_FIELDS = ("beneficiary_id", "enrollment_id", "title", "score", "status")
 
 Row = dict[str, Any]  # one table row as plain values; a stored row has its "id"
+ERASED = ErasedAttendee.__table__
 
 
 @dataclass
@@ -129,6 +134,7 @@ class ApplyResult:
     enrollment_id: int | None
     beneficiary_id: int | None
     program_id: int | None
+    erased: bool = False  # the attendee's personal data was erased: its fields were left empty
 
 
 def completion_evaluation_key(folder_external_id: str) -> str:
@@ -215,7 +221,7 @@ def apply_folders(
         result = page_results[data.external_id]
         if index != newest_index[data.external_id]:  # an older copy of a folder of this page
             result = ApplyResult(
-                data.external_id, STALE, result.enrollment_id, result.beneficiary_id, result.program_id
+                data.external_id, STALE, result.enrollment_id, result.beneficiary_id, result.program_id, result.erased
             )
         results[index] = result
     return results  # type: ignore[return-value]  # every slot is filled by now
@@ -323,6 +329,7 @@ class _Lookups:
     enrollments: Select  # the page's folders and every enrollment of its attendees, locked
     evaluations: Select
     documents: Select
+    erased: Select  # the page's attendees whose personal data was erased (privacy tombstones)
 
 
 @cache
@@ -352,6 +359,7 @@ def _lookups(dialect_name: str) -> _Lookups:
             v.tenant_id == tenant, among(v.external_id)
         ),
         documents=select(d.external_id).where(d.tenant_id == tenant, among(d.external_id)),
+        erased=select(ERASED.c.attendee_id).where(ERASED.c.tenant_id == tenant, among(ERASED.c.attendee_id)),
     )
 
 
@@ -453,6 +461,7 @@ class _Page:
         self.beneficiary_enrollments: list[Row] = []  # every enrollment of a loaded beneficiary
         self.evaluations: dict[str, Row] = {}
         self.documents: set[str] = set()
+        self.erased: set[str] = set()  # attendee ids whose personal fields are written empty, never back
         self.user_rows = _Table(USERS, USER_FIELDS)
         self.beneficiary_rows = _Table(BENEFICIARIES, BENEFICIARY_FIELDS)
         self.program_rows = _Table(PROGRAMS, PROGRAM_FIELDS)
@@ -496,6 +505,11 @@ class _Page:
             if enrollment["external_id"] in self.folder_ids:
                 self.enrollments[enrollment["external_id"]] = enrollment
             self.beneficiary_enrollments.append(enrollment)
+        if attendees:
+            # Read once the enrollments are locked: an erasure takes the same locks, so either it
+            # committed before this read (its tombstone is seen) or it waits and overwrites this page.
+            keys = sorted({a.external_id for a in attendees})
+            self.erased = set(session.scalars(lookups.erased, {"tenant_id": tenant, "keys": keys}))
         if self.kind == SyncKind.ALL:
             keys = [completion_evaluation_key(i) for i in folder_ids]
             for row in session.execute(lookups.evaluations, {"tenant_id": tenant, "keys": keys}).all():
@@ -598,6 +612,8 @@ class _Page:
             table.write_new(session, now)
 
     def _upsert_attendee(self, attendee: AttendeeData) -> tuple[bool, bool]:
+        if attendee.external_id in self.erased:
+            attendee = _without_personal_data(attendee)  # written empty: what was loaded may predate the erasure
         beneficiary = self.beneficiaries.get(attendee.external_id)
         made = beneficiary is None
         if beneficiary is None:
@@ -769,6 +785,8 @@ class _Page:
         key = bilan_report_key(plan.data.external_id)
         if source is None or source.attendee is None or source.program is None or key in self.documents:
             return False
+        if source.attendee.external_id in self.erased:
+            return False  # its documents were erased with the person: none is made again
         enrollment = self.enrollments[plan.data.external_id]
         name = " ".join(part for part in (source.attendee.first_name, source.attendee.last_name) if part)
         self.document_rows.add(
@@ -803,4 +821,12 @@ class _Page:
             enrollment_id=enrollment["id"] if enrollment is not None else None,
             beneficiary_id=beneficiary["id"] if beneficiary is not None else None,
             program_id=program["id"] if program is not None else None,
+            erased=data.attendee is not None and data.attendee.external_id in self.erased,
         )
+
+
+def _without_personal_data(attendee: AttendeeData) -> AttendeeData:
+    """The attendee with every personal field empty and every fact removed (None removes the key)."""
+    return AttendeeData(external_id=attendee.external_id, first_name=None, last_name=None, email=None, phone=None,
+                        birth_date=None, address=None, city=None, postal_code=None, country=None,
+                        facts=dict.fromkeys(attendee.facts))
