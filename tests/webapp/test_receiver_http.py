@@ -5,15 +5,20 @@ from __future__ import annotations
 import http.client
 import json
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import requests
 from sqlalchemy import create_engine, select
 
-from bdc.models import WebhookEvent
+from bdc.db import session_scope
+from bdc.models import User, UserRole, WebhookEvent, WedofConnection
 from bdc.models.enums import EventStatus
+from bdc.types import utcnow
 from tests.conftest import fresh_postgres_url
+from tests.support.browser import admin_token
 from tests.support.processes import ManagedProcess, free_port, wait_for_port
 from tests.webapp.conftest import (
     SAMPLE_FOLDER_PATH,
@@ -195,3 +200,48 @@ def test_health_probes_over_http(live):
     assert live.session.get(f"{live.url}/healthz", timeout=30).json() == {"status": "ok"}
     ready = live.session.get(f"{live.url}/readyz", timeout=30)
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_a_rotation_over_http_accepts_the_old_secret_for_the_window_then_refuses_it(live, redis_client):
+    """Through gunicorn's two workers: each caches connections for a few seconds, so the test waits as Wedof's
+    retries would, never longer than the cache."""
+    connection_id = create_connection(live.database_url, secret="rotation-old-secret-1")
+    with session_scope(live.database_url) as session:
+        tenant_id = session.get(WedofConnection, connection_id).tenant_id
+        admin = User(tenant_id=tenant_id, email=f"rotation-{connection_id}@bdc.test", role=UserRole.TENANT_ADMIN)
+        session.add(admin)
+        session.flush()
+        admin_id = admin.id
+    token = admin_token(admin_id, tenant_id)
+    endpoint = f"{live.url}/api/webhooks/wedof/{connection_id}"
+
+    def deliver(secret: str, delivery: str) -> int:
+        body = folder_body(external_id=str(4271000000 + len(delivery)))
+        return live.session.post(endpoint, data=body, headers=wedof_delivery_headers(body, secret=secret,
+                                                                                     delivery=delivery),
+                                 timeout=30).status_code
+
+    def eventually(secret: str, prefix: str, expected: int) -> None:
+        deadline = time.monotonic() + 12  # the receivers' connection cache is 5 s
+        attempt = 0
+        while True:
+            attempt += 1
+            status = deliver(secret, f"{prefix}-{attempt}")
+            if status == expected or time.monotonic() > deadline:
+                assert status == expected, (prefix, status)
+                return
+            time.sleep(0.5)
+
+    rotated = live.session.post(f"{live.url}/api/integrations/wedof/connection/rotate-secret",
+                                headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["webhook_secret"]
+    eventually(new, "rot-new", 202)
+    for n in range(4):  # both workers, whichever answers: the old secret still works in the window
+        assert deliver("rotation-old-secret-1", f"rot-old-{n}") == 202
+    assert all(row.signed_with_previous_secret for n in range(4) for row in live.event(f"rot-old-{n}"))
+
+    with session_scope(live.database_url) as session:
+        session.get(WedofConnection, connection_id).previous_secret_expires_at = utcnow() - timedelta(seconds=1)
+    eventually("rotation-old-secret-1", "rot-late", 401)
+    assert deliver(new, "rot-new-after") == 202
