@@ -532,6 +532,34 @@ PATHS.update({
                       ["revoked", "jti", "expires_at", "kept_seconds"])),
         body=_obj({}, additionalProperties=False), errors=(422,))},
 })
+# -- personal data: export, erasure, retention consent and period (webapp/admin/privacy.py) --
+_BENEFICIARY = [_id_param("beneficiary_id"), *SCOPED]
+_RETENTION = _obj({"retention_days": _INT, "tenant_retention_days": _nullable("integer"),
+                   "default_retention_days": _INT}, ["retention_days", "default_retention_days"])
+PATHS.update({
+    "/beneficiaries/{beneficiary_id}/export": {"get": _op(
+        "Everything held about the beneficiary as one JSON document (access right; audited). Document contents "
+        "are not included; the inbox events' raw bodies only with include_raw_bodies=true",
+        _ok(200, _obj({"format": _STR, "beneficiary": {"type": "object"}, "raw_bodies_included": _BOOL},
+                      ["format", "beneficiary", "raw_bodies_included"])),
+        params=[*_BENEFICIARY, _param("include_raw_bodies", schema={"type": "string", "enum": ["true", "false"]})])},
+    "/beneficiaries/{beneficiary_id}/erase": {"post": _op(
+        "Erase the beneficiary's personal data (cannot be undone; audited): invoices and declarations are kept "
+        "without the person, later webhooks and syncs leave its fields empty",
+        _ok(200, _obj({"beneficiary_id": _INT, "erased": _BOOL}, ["beneficiary_id", "erased"])),
+        params=_BENEFICIARY, body=_obj({"confirm": _BOOL}, ["confirm"], additionalProperties=False), errors=(422,))},
+    "/beneficiaries/{beneficiary_id}/retention-consent": {"put": _op(
+        "Record or withdraw the beneficiary's written consent to keep its data past the retention period",
+        _ok(200, _obj({"beneficiary_id": _INT, "retention_consent": _BOOL}, ["beneficiary_id", "retention_consent"])),
+        params=_BENEFICIARY, body=_obj({"consent": _BOOL}, ["consent"], additionalProperties=False), errors=(422,))},
+    "/privacy/settings": {
+        "get": _op("The tenant's personal-data retention period (days after its bilans end)", _ok(200, _RETENTION),
+                   params=SCOPED),
+        "put": _op("Set the tenant's retention period in days, or null for the global default", _ok(200, _RETENTION),
+                   params=SCOPED, body=_obj({"retention_days": _nullable("integer", minimum=1, maximum=36500)},
+                                            ["retention_days"], additionalProperties=False), errors=(422,))},
+})
+
 
 def build_spec() -> dict:
     return {

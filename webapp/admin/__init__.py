@@ -17,6 +17,7 @@ from webapp.admin import (  # noqa: E402,F401
     lifecycle,
     notifications,
     operations,
+    privacy,
     records,
     status,
     tokens,
