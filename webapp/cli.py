@@ -9,6 +9,7 @@ from bdc.bootstrap import ensure_env_connection
 from bdc.db import session_scope
 from bdc.models import SyncKind, SyncTrigger
 from bdc.settings import SettingsError, get_settings
+from webapp.privacy_cli import add_commands as add_privacy_commands
 
 EXIT_BAD_INPUT = 2
 
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--expires-hours", type=_hours, default=12.0)
     demo.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the receiver (default 60)")
     demo.set_defaults(func=cmd_demo)
+    add_privacy_commands(commands)
     return parser
 
 
