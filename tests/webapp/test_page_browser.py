@@ -129,6 +129,13 @@ def test_sync_now_and_retry_in_the_browser(stack, output_dir, request):
         page.wait_for_timeout(300)  # lets the exposed function's call arrive
         assert csp.violations, "the watch missed the violation it is there to catch"
 
+        # "Se déconnecter" revokes the token at the server: the login form is back and the API refuses it.
+        page.click("#logout")
+        expect(page.locator("#login")).to_be_visible()
+        refused = page.context.request.get(f"{stack['receiver'].url}/api/integrations/wedof/status",
+                                           headers={"Authorization": f"Bearer {token}"})
+        assert refused.status == 401 and refused.json()["error"] == "token_revoked"
+
 
 def _event_status(event_id: int) -> EventStatus:
     with session_scope() as session:

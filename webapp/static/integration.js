@@ -352,7 +352,14 @@
     start();
   });
 
-  $("logout").addEventListener("click", () => { sessionStorage.removeItem(KEY); showLogin(""); });
+  // Logging out revokes the token at the server too, so a copy of it (another tab, a history entry) stops
+  // working; offline, it is still forgotten here.
+  $("logout").addEventListener("click", async () => {
+    try { await fetch(apiUrl("/token/revoke"), { method: "POST", headers: { Authorization: "Bearer " + token() } }); }
+    catch (e) { /* the server is unreachable: nothing more to do */ }
+    sessionStorage.removeItem(KEY);
+    showLogin("");
+  });
 
   function start() {
     if (!token()) { showLogin(""); return; }
