@@ -71,6 +71,23 @@ def find_connection(database_url: str, connection_id: int | None) -> ReceivingCo
     return found
 
 
+def reloaded_connection(database_url: str, connection_id: int | None,
+                        min_age: float = 1.0) -> ReceivingConnection | None:
+    """The connection read again if the cached copy is older than ``min_age`` seconds, else None.
+
+    For a signature that fails: the secret may have been rotated through another process a moment
+    ago, and this process's copy would refuse Wedof's new signatures until it expires. At most one
+    read per ``min_age`` per connection and process, so a flood of bad signatures costs no more.
+    """
+    key = (database_url, ENV_DEFAULT if connection_id is None else connection_id)
+    cached = _cache.get(key)
+    if cached is None or cached[0] - CACHE_SECONDS > time.monotonic() - min_age:
+        return None
+    with _lock:
+        _cache.pop(key, None)
+    return find_connection(database_url, connection_id)
+
+
 def forget_cached_connections() -> None:
     """Drop every cached connection (after an admin edits one, and between tests)."""
     with _lock:

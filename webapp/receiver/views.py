@@ -32,7 +32,12 @@ from bdc.types import utcnow
 from webapp.dispatch import BrokerUnavailable
 from webapp.errors import ApiError
 from webapp.metrics import observe_body_bytes, record_delivery
-from webapp.receiver.connections import ReceivingConnection, find_connection, forget_cached_connections
+from webapp.receiver.connections import (
+    ReceivingConnection,
+    find_connection,
+    forget_cached_connections,
+    reloaded_connection,
+)
 from webapp.receiver.flood import count_bad_signature
 from webapp.receiver.publisher import publish_process_event
 from webapp.receiver.storage import headers_to_store, run_with_reconnect
@@ -81,7 +86,15 @@ def _handle(connection_id: int | None, context: dict):
     _check_content_type()
     body = _read_body(current_app.config["SETTINGS"].webhook_max_body_bytes)
     observe_body_bytes(len(body))
-    signed_with_previous = _check_signature(connection, body)
+    try:
+        signed_with_previous = _check_signature(connection, body, count_failure=False)
+    except ApiError as refused:
+        # Maybe rotated through another process a moment ago: check once against a fresh copy.
+        fresh = reloaded_connection(database_url, connection_id) if refused.status == 401 else None
+        if fresh is None:
+            raise _counted(connection, refused) from None
+        connection = fresh
+        signed_with_previous = _check_signature(connection, body)
     if signed_with_previous:
         context["signed_with"] = "previous_secret"
     if not connection.enabled:
@@ -148,8 +161,12 @@ def _read_body(limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_signature(connection: ReceivingConnection, body: bytes) -> bool:
-    """Raises unless the body is signed with the connection's secret; True when it was the previous one's."""
+def _check_signature(connection: ReceivingConnection, body: bytes, count_failure: bool = True) -> bool:
+    """Raises unless the body is signed with the connection's secret; True when it was the previous one's.
+
+    ``count_failure``: a bad signature counts towards the connection's flood limit (see :func:`_counted`).
+    """
+    refuse = _refused_signature if count_failure else _plain_refusal
     if not connection.webhook_secret:
         raise ApiError(401, "webhook_secret_not_configured",
                        "This connection has no webhook secret, so no delivery can be trusted. An operator must set "
@@ -157,7 +174,7 @@ def _check_signature(connection: ReceivingConnection, body: bytes) -> bool:
                        "and the same secret on the Wedof webhook.")
     header = request.headers.get(SIGNATURE_HEADER)
     if not header:
-        raise _refused_signature(connection, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
+        raise refuse(connection, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
     try:
         valid = verify_signature(connection.webhook_secret, body, header, connection.signature_algorithm)
     except ValueError:
@@ -171,7 +188,18 @@ def _check_signature(connection: ReceivingConnection, body: bytes) -> bool:
     previous = connection.previous_secret_valid(utcnow())
     if previous and verify_signature(previous, body, header, connection.signature_algorithm):
         return True
-    raise _refused_signature(connection, "invalid_signature", f"The {SIGNATURE_HEADER} header does not match the body.")
+    raise refuse(connection, "invalid_signature", f"The {SIGNATURE_HEADER} header does not match the body.")
+
+
+def _plain_refusal(_connection: ReceivingConnection, error: str, message: str) -> ApiError:
+    return ApiError(401, error, message)
+
+
+def _counted(connection: ReceivingConnection, refused: ApiError) -> ApiError:
+    """A refusal from an uncounted check, counted now if it was a bad signature."""
+    if refused.error in ("missing_signature", "invalid_signature"):
+        return _refused_signature(connection, refused.error, refused.message)
+    return refused
 
 
 def _refused_signature(connection: ReceivingConnection, error: str, message: str) -> ApiError:
