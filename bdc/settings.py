@@ -61,6 +61,8 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     webhook_max_body_bytes: int = 1024 * 1024
     raw_body_retention_days: int = 30
+    # A beneficiary's personal data, once all its bilans ended (a tenant may set its own, privacy.retention).
+    personal_data_retention_days: int = 365
     # Tuning knobs with production defaults; tests and the chaos run shorten them.
     sweep_interval: float = 60.0
     sweep_received_after: float = 10.0
@@ -315,6 +317,8 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         admin_rate_limit_per_address=_rate_limit("ADMIN_RATE_LIMIT_PER_ADDRESS",
                                                  get("ADMIN_RATE_LIMIT_PER_ADDRESS") or "600/minute"),
         raw_body_retention_days=_int("RAW_BODY_RETENTION_DAYS", get("RAW_BODY_RETENTION_DAYS") or "30", 1),
+        personal_data_retention_days=_int("PERSONAL_DATA_RETENTION_DAYS", get("PERSONAL_DATA_RETENTION_DAYS") or "365",
+                                          1, 100 * 365),
         sweep_interval=_float("BDC_SWEEP_INTERVAL", get("BDC_SWEEP_INTERVAL") or "60", 0.4, 3600),
         sweep_received_after=_float("BDC_SWEEP_RECEIVED_AFTER", get("BDC_SWEEP_RECEIVED_AFTER") or "10", -0.1, WEEK),
         sweep_queued_after=_float("BDC_SWEEP_QUEUED_AFTER", get("BDC_SWEEP_QUEUED_AFTER") or "300", -0.1, WEEK),

@@ -32,6 +32,7 @@ TASK_MODULES = (
     "worker.tasks.reconcile",
     "worker.tasks.notices",
     "worker.tasks.connectivity",
+    "worker.tasks.privacy",
 )
 
 app = Celery("bdc")

@@ -1,7 +1,8 @@
 """The beat schedule: sweep the inbox every minute, evaluate the lifecycle rules every 15 minutes,
 bill due folders and read payments every 10 minutes, sync every connection hourly, purge raw bodies
-daily; and for operations: look at problems and send staff notices every minute, check each
-connection's key every 15 minutes, reconcile Wedof's counts with ours hourly.
+and apply the personal-data retention daily; and for operations: look at problems and send staff
+notices every minute, check each connection's key every 15 minutes, reconcile Wedof's counts with
+ours hourly.
 
 Every entry carries ``expires`` shorter than its interval: when beat or the broker was down, the
 missed ticks are dropped instead of piling up and running back to back. Exactly one beat process
@@ -11,6 +12,7 @@ must run (docker-compose starts one).
 from __future__ import annotations
 
 from worker.task_names import (
+    APPLY_RETENTION,
     BILL_FOLDERS,
     CHECK_CONNECTIVITY,
     EVALUATE_LIFECYCLES,
@@ -54,6 +56,11 @@ def build_beat_schedule(settings) -> dict:
         },
         "purge-raw-bodies": {
             "task": PURGE_RAW_BODIES,
+            "schedule": DAY,
+            "options": {"expires": 3600},
+        },
+        "apply-personal-data-retention": {
+            "task": APPLY_RETENTION,
             "schedule": DAY,
             "options": {"expires": 3600},
         },

@@ -18,6 +18,7 @@ SCHEDULE_SYNCS = "wedof.schedule_syncs"
 CHECK_CONNECTIVITY = "bdc.check_connectivity"
 RECONCILE = "bdc.reconcile"
 SEND_NOTICES = "bdc.send_notices"
+APPLY_RETENTION = "bdc.apply_personal_data_retention"
 
 EVENTS_QUEUE = "events"  # latency-sensitive: webhooks, declarations, maintenance
 SYNC_QUEUE = "sync"  # bulk: full and incremental syncs
@@ -40,4 +41,5 @@ QUEUE_OF = {
     CHECK_CONNECTIVITY: EVENTS_QUEUE,
     RECONCILE: SYNC_QUEUE,  # listing reads per state: bulk, never ahead of a webhook
     SEND_NOTICES: EVENTS_QUEUE,
+    APPLY_RETENTION: SYNC_QUEUE,  # bulk: a tenant's ended bilans, one beneficiary per transaction
 }

@@ -17,6 +17,7 @@ from bdc.db import session_scope
 from bdc.models import EventStatus, WedofConnection
 from billing.evaluate import worth_billing
 from lifecycle.evaluate import worth_evaluating
+from privacy import forget_event_body
 from wedof.drift import observe_one as observe_drift
 from wedof.events import EVENT_HEADER, FETCH, DeliveryRejected, event_type_of, parse_delivery
 from wedof.mapping import FolderRejected
@@ -101,6 +102,8 @@ def handle_event(event: inbox.ClaimedEvent, task_id: str) -> dict:
             if not inbox.finish(session, event.id, task_id, EventStatus.PROCESSED,
                                 f"{kind.disposition}: {result.outcome}"):
                 raise Superseded(f"event {event.id} is no longer held by task {task_id}")  # rolls back
+            if result.erased:
+                forget_event_body(session, event.id)  # the delivery repeats an erased person's data: not kept
             moved = result.enrollment_id is not None and result.outcome in ("created", "updated")
             # Billing asks even when nothing changed: a repeated toBill webhook finds a folder still due
             # (its first evaluation may have been lost with the broker); the check is one indexed read.
