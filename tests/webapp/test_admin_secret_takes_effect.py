@@ -101,9 +101,10 @@ def test_a_forged_signature_is_refused_during_the_window(admin_world):
         assert _deliver(admin_world, forged, f"forged-{len(forged)}").status_code == 401
 
 
-def test_patched_secret_applies_at_once(admin_world):
+def test_a_secret_set_by_hand_applies_at_once_and_the_old_one_gets_its_window(admin_world):
     assert _deliver(admin_world, OLD, "before").status_code == 202
     patched = admin_world.client.patch("/api/integrations/wedof/connection", headers=admin_world.headers("admin_a"),
                                        json={"webhook_secret": "a-brand-new-secret-123"})
-    assert patched.status_code == 200
+    assert patched.status_code == 200 and patched.get_json()["previous_secret_accepted_until"]
     assert _deliver(admin_world, "a-brand-new-secret-123", "after").status_code == 202
+    assert _deliver(admin_world, OLD, "old-after").status_code == 202 and _marked(admin_world, "old-after")

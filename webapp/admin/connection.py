@@ -48,6 +48,14 @@ def validate_base_url(value: str) -> str:
                        rule=refused.rule, fields={"base_url": refused.rule}) from None
 
 
+def keep_previous_secret(connection: WedofConnection, old: str | None, grace: float):
+    """Keep ``old`` verifying deliveries for ``grace`` seconds; returns when that ends (None: not kept)."""
+    grace_until = utcnow() + timedelta(seconds=grace) if old and grace > 0 else None
+    connection.previous_webhook_secret = old if grace_until else None
+    connection.previous_secret_expires_at = grace_until
+    return grace_until
+
+
 def _secret(body: dict, name: str) -> str | None:
     value = field(body, name, str, default=None, nullable=True, max_length=500)
     if value is None:
@@ -133,8 +141,11 @@ def update_connection():
     with db_session() as session:
         tenant = resolve_tenant(session)
         connection = tenant_connection(session, tenant)
+        old_secret = connection.webhook_secret
         updated = _apply(connection, body)
         changed = sorted(updated)
+        if "webhook_secret" in updated:  # a secret set by hand is a rotation too: the old one gets its window
+            keep_previous_secret(connection, old_secret, get_settings().webhook_secret_grace_seconds)
         if changed:
             session.flush()
             record_audit(session, actor=current_principal().actor, action="connection.updated",
@@ -158,10 +169,7 @@ def rotate_secret():
         tenant = resolve_tenant(session)
         connection = tenant_connection(session, tenant)
         secret = new_webhook_secret()
-        old = connection.webhook_secret
-        grace_until = utcnow() + timedelta(seconds=grace) if old and grace > 0 else None
-        connection.previous_webhook_secret = old if grace_until else None
-        connection.previous_secret_expires_at = grace_until
+        grace_until = keep_previous_secret(connection, connection.webhook_secret, grace)
         connection.webhook_secret = secret
         record_audit(session, actor=current_principal().actor, action="connection.secret_rotated",
                      tenant_id=tenant.id, target=("wedof_connection", connection.id),
