@@ -183,7 +183,7 @@ def test_cli_refuses_garbage_and_revokes_nothing(admin_world, redis_client, caps
     argv = [admin_world.tokens["forged"] if arg == "forged" else arg for arg in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "nothing was revoked" in err or "not both" in err
+    assert err.startswith("error:") and ("nothing was revoked" in err or "not both" in err)
     assert "Traceback" not in err
     assert redis_client.keys(KEY_PREFIX + "*") == [] and audit_rows(admin_world.database_url) == []
 
