@@ -8,6 +8,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# gunicorn's default line, with the path instead of the request line: the page's first URL carries
+# ``?token=<JWT>``, which must not be written to the access log.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 # Forked workers must not share the parent's database connections.
 preload_app = False
 

@@ -20,6 +20,7 @@ from bdc.types import utcnow
 from tests.conftest import fresh_postgres_url
 from tests.support.browser import admin_token
 from tests.support.processes import ManagedProcess, free_port, wait_for_port
+from tests.support.services import wait_until
 from tests.webapp.conftest import (
     SAMPLE_FOLDER_PATH,
     WEBHOOK_SECRET,
@@ -64,6 +65,7 @@ def live(pg_cluster, pg_template, redis_server, output_dir):
     try:
         wait_for_port(port, process=server.process)
         receiver = LiveReceiver(f"http://127.0.0.1:{port}", database_url, connection_id)
+        receiver.server = server
         yield receiver
     finally:
         if "receiver" in locals():
@@ -250,3 +252,16 @@ def test_a_rotation_over_http_accepts_the_old_secret_for_the_window_then_refuses
         session.get(WedofConnection, connection_id).previous_secret_expires_at = utcnow() - timedelta(seconds=1)
     eventually("rotation-old-secret-1", "rot-late", 401)
     assert deliver(new, "rot-new-after") == 202
+
+
+def test_the_access_log_never_holds_the_token_of_the_page_url(live):
+    probe = "eyJhbGciOiJIUzI1NiJ9.access-log-probe.c2lnbmF0dXJl"
+    response = live.session.get(f"{live.url}/integrations/wedof?token={probe}", timeout=30)
+    assert response.status_code in (200, 401, 422)
+
+    def logged():
+        tail = live.server.log_tail(200)
+        return tail if '"GET /integrations/wedof HTTP/1.1"' in tail else None
+
+    tail = wait_until(logged, timeout=10, message="the access line of the page request")
+    assert probe not in tail and "token=" not in tail
