@@ -10,6 +10,9 @@ WORKDIR /app
 COPY pyproject.toml README.md alembic.ini celeryconfig.py ./
 COPY bdc ./bdc
 COPY wedof ./wedof
+COPY lifecycle ./lifecycle
+COPY billing ./billing
+COPY privacy ./privacy
 COPY worker ./worker
 COPY webapp ./webapp
 COPY wedof_sandbox ./wedof_sandbox

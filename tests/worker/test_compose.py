@@ -60,6 +60,14 @@ def test_dockerfile_builds_from_python_311_slim_and_installs_the_project():
     assert "USER " in text  # never runs as root
 
 
+def test_the_image_copies_every_package_the_project_installs():
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    assert {pattern.rstrip("*") for pattern in packages} <= copied
+
+
 def test_every_service_restarts_unless_stopped():
     # A process that exits (a worker kombu ended in a Redis outage, an OOM kill) comes back by itself.
     for name, service in load()["services"].items():
