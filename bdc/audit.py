@@ -8,13 +8,11 @@ never written, only the word ``"changed"`` (:func:`changes`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
-from decimal import Decimal
-from enum import Enum
 
 from sqlalchemy.orm import Session
 
 from bdc.models import AuditLog
+from bdc.types import json_safe
 
 CHANGED = "changed"  # what a secret's old and new values are recorded as
 
@@ -29,21 +27,8 @@ def changes(before: Mapping, after: Mapping, *, secrets: Iterable[str] = (), fie
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
-        found[name] = CHANGED if name in secret_names else {"old": _plain(old), "new": _plain(new)}
+        found[name] = CHANGED if name in secret_names else {"old": json_safe(old), "new": json_safe(new)}
     return found
-
-
-def _plain(value):
-    """A JSON-safe copy of a recorded value (enums by value, dates as ISO text, decimals as text)."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
 
 
 def note_transition(session: Session, target: tuple[str, object], old, new) -> None:
@@ -72,7 +57,7 @@ def record_audit(
     details = dict(details or {})
     noted = session.info.get(_TRANSITIONS, {}).pop((target[0], str(target[1])), None) if target else None
     if noted is not None and noted[0] != noted[1]:
-        changes = {"status": {"old": _plain(noted[0]), "new": _plain(noted[1])}, **(changes or {})}
+        changes = {"status": {"old": json_safe(noted[0]), "new": json_safe(noted[1])}, **(changes or {})}
     if changes:
         details["changes"] = changes
     entry = AuditLog(

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import base64
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
 
 from sqlalchemy import DateTime, String, Text
 from sqlalchemy.types import TypeDecorator
 
 from bdc.crypto import decrypt_secret, encrypt_secret
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-safe copy of a stored value: enums by value, dates as ISO text, decimals as text, bytes as base64."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def utcnow() -> datetime:

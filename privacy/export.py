@@ -8,10 +8,6 @@ a raw body is Wedof's copy of a folder, whose personal values the profile and en
 
 from __future__ import annotations
 
-import base64
-from datetime import date, datetime
-from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from sqlalchemy import inspect
@@ -19,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from bdc.audit import record_audit
 from bdc.models import Beneficiary, Tenant
-from bdc.types import utcnow
+from bdc.types import json_safe, utcnow
 from privacy.holdings import Holdings, holdings_of
 
 EXPORT_FORMAT = "bdc-wedof-sync/personal-data-export/1"
@@ -27,27 +23,10 @@ EXPORT_FORMAT = "bdc-wedof-sync/personal-data-export/1"
 _LEFT_OUT = {"Invoice": {"pdf"}, "WebhookEvent": {"body"}}
 
 
-def plain(value: Any) -> Any:
-    """A JSON-safe copy of a stored value."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
 def row_json(row: Any) -> dict:
     """Every column of an ORM row (but the binary ones left out above), by attribute name."""
     left_out = _LEFT_OUT.get(type(row).__name__, set())
-    return {attr.key: plain(getattr(row, attr.key))
+    return {attr.key: json_safe(getattr(row, attr.key))
             for attr in inspect(type(row)).column_attrs if attr.key not in left_out}
 
 

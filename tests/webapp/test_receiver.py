@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -268,6 +269,27 @@ def test_database_lost_after_connection_lookup_is_503(app_env, pg_db_url, pg_clu
         admin.dispose()
     assert receiver.post(folder_body(), delivery="during").status_code == 202
     assert [e.delivery_id for e in receiver.events()] == ["before", "during"]
+
+
+def test_a_bad_signature_during_a_database_outage_is_401_not_a_5xx(app_env, pg_db_url, pg_cluster, redis_url,
+                                                                   redis_client, fresh_task_sender):
+    # A failed signature reads the connection again (its secret may have just been rotated); with the
+    # database down that read fails, and the cached copy's refusal must stand.
+    receiver = build_receiver(app_env, fresh_task_sender, pg_db_url, redis_url)
+    assert receiver.post(folder_body(), delivery="before").status_code == 202  # caches the connection
+    time.sleep(1.1)  # old enough to be read again after a failed signature
+    name = pg_db_url.rsplit("/", 1)[1]
+    admin = create_engine(pg_cluster.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+        response = receiver.post(folder_body(), delivery="forged", secret="not-the-secret-value")
+        assert response.status_code == 401 and response.get_json()["error"] == "invalid_signature"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
 
 
 def test_delivery_log_line_has_no_secret_body_or_signature(receiver, caplog):

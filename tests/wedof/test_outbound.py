@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 import requests
 
+from tests.support.services import wait_until
 from wedof.client import WedofClient
 from wedof.outbound import OutboundPolicy, OutboundRefused, address_allowed, fence_session
 
@@ -90,6 +92,8 @@ def test_a_wedof_name_resolving_inside_is_refused_and_the_key_never_leaves(liste
                      backoff_initial=0.01) as client, pytest.raises(OutboundRefused) as info:
         client.users_me()
     assert info.value.rule == "address" and info.value.transient is False
+    wait_until(lambda: listener.accepted >= 1, timeout=5, message="the listener saw the TCP handshake")
+    time.sleep(0.3)  # a retry, had there been one, would have connected by now
     assert listener.accepted == 1 and listener.received == b""  # one attempt: a refusal is never retried
 
 

@@ -90,7 +90,7 @@ def _handle(connection_id: int | None, context: dict):
         signed_with_previous = _check_signature(connection, body, count_failure=False)
     except ApiError as refused:
         # Maybe rotated through another process a moment ago: check once against a fresh copy.
-        fresh = reloaded_connection(database_url, connection_id) if refused.status == 401 else None
+        fresh = _reloaded(database_url, connection_id) if refused.status == 401 else None
         if fresh is None:
             raise _counted(connection, refused) from None
         connection = fresh
@@ -127,6 +127,15 @@ def _connection(database_url: str, connection_id: int | None) -> ReceivingConnec
                            "use /api/webhooks/wedof/<connection id>.")
         raise ApiError(404, "unknown_connection", f"No Wedof connection has the id {connection_id}.")
     return connection
+
+
+def _reloaded(database_url: str, connection_id: int | None) -> ReceivingConnection | None:
+    """A fresh copy of the connection, or None: also when the database cannot be read (the cached copy's
+    refusal stands; a database outage must not turn a bad signature into a 5xx)."""
+    try:
+        return reloaded_connection(database_url, connection_id)
+    except (SQLAlchemyError, SecretDecryptionError):
+        return None
 
 
 def _check_content_type() -> None:
