@@ -377,11 +377,11 @@ def _verdict(config, database, rows, before_sync, inbox, deliveries, lat, api, t
         "rows_stale_zero": rows["stale"] == 0,
         "rows_mismatched_zero": rows["mismatched"] == 0,
         "webhook_path_applied_every_acknowledged_version": before_sync["behind_acknowledged"] == 0,
-        # "None": sent while the receiver was restarting (connection refused), so never answered at all.
-        # 401, or no answer ("None": sent while the receiver was restarting), or 503 while the database
-        # was away (no secret to check the signature with): never accepted.
+        # 401, or 429 once a connection has seen too many bad signatures this minute, or no answer
+        # ("None": sent while the receiver was restarting), or 503 while the database was away (no
+        # secret to check the signature with): never accepted.
         "forged_all_rejected_401": sbx["bad_signature_accepted"] == 0
-        and set(deliveries["forged_statuses"]) <= {"401", "None", *(["503"] if database_stopped else [])}
+        and set(deliveries["forged_statuses"]) <= {"401", "429", "None", *(["503"] if database_stopped else [])}
         and deliveries["forged_statuses"].get("401", 0) > 0,
         "forged_none_stored": deliveries["forged_stored"] == 0,
         "malformed_none_accepted": sbx["malformed_accepted"] == 0,
