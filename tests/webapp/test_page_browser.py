@@ -365,3 +365,90 @@ def test_billing_totals_a_failed_invoice_and_its_retry_in_the_browser(billing_st
     assert invoice["released_by"] == f"user:{ids['admin']}"
     assert [(m["task"], m["args"]) for m in queued_messages(billing_stack["broker"], "sync")] == [
         ("wedof.send_invoice", [ids["failed"]])]
+
+
+_CALL_EVERY_METHOD = """async ({token, eventId}) => {
+  const { createWedofService, WedofServiceError } = await import("/static/wedofService.js");
+  const wedof = createWedofService({ baseUrl: location.origin, getToken: () => token });
+  const refused = async (call) => {
+    try { await call; return { thrown: false }; } catch (e) {
+      return { thrown: true, typed: e instanceof WedofServiceError, status: e.status, error: e.error,
+               message: e.message };
+    }
+  };
+  const out = {};
+  out.status = await wedof.getStatus();
+  out.failed = await wedof.getEvents({ status: "failed" });
+  out.retried = await wedof.retryEvent(eventId);
+  out.sync = await wedof.syncData("all");
+  const until = Date.now() + 120000;  // the worker runs it; getSyncRun follows it to its end
+  do {
+    out.run = await wedof.getSyncRun(out.sync.run_id);
+    if (["succeeded", "failed", "skipped"].includes(out.run.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  } while (Date.now() < until);
+  out.runs = await wedof.getSyncRuns(1, 5);
+  out.stagiaires = await wedof.getStagiaires(1, 5);
+  out.formations = await wedof.getFormations();
+  out.bilans = await wedof.getBilans(1, 100);
+  out.actions = await wedof.getLifecycleActions();
+  out.invoices = await wedof.getInvoices();
+  out.refused = {
+    unknownRun: await refused(wedof.getSyncRun(987654)),
+    approveUnknown: await refused(wedof.approveAction(987654)),
+    rejectWithoutReason: await refused(wedof.rejectAction(987654, "")),
+    retryUnknownAction: await refused(wedof.retryAction(987654)),
+    unknownInvoice: await refused(wedof.getInvoice(987654)),
+    pdfOfUnknownInvoice: await refused(wedof.downloadInvoicePdf(987654)),
+    retryUnknownInvoice: await refused(wedof.retryInvoice(987654)),
+    cancelWithoutReason: await refused(wedof.cancelInvoice(987654, "")),
+    releaseNothing: await refused(wedof.releaseInvoices(null)),
+    badSyncType: await refused(wedof.syncData("everything")),
+    badToken: await refused(createWedofService({ baseUrl: location.origin, getToken: () => "not.a.jwt" }).getStatus()),
+    aiAnalysis: await refused(wedof.createAIAnalysis(1, { depth: "full" })),
+  };
+  return out;
+}"""
+
+
+def test_wedof_service_js_calls_every_method_against_the_running_stack(stack):
+    ids = stack["ids"]
+    token = admin_token(ids["admin"], ids["tenant"])
+    # This stack's database by name: another module-scoped stack may have set the environment since.
+    with session_scope(stack["env"]["DATABASE_URL"]) as session:  # a failed event of its own, for retryEvent
+        event = WebhookEvent(connection_id=ids["connection"], delivery_id="dlv-service-js",
+                             event_type="registrationFolder.updated", body="{}", headers={},
+                             status=EventStatus.FAILED, attempts=8, last_error="simulated",
+                             status_reason="gave up after 8 attempts")
+        session.add(event)
+        session.flush()
+        event_id = event.id
+    base = stack["receiver"].url
+
+    with chromium() as browser:
+        page = browser.new_page()
+        csp = CspWatch(page)
+        page.goto(f"{base}/integrations/wedof")  # a document of the service's origin: the module is 'self'
+        page.set_default_timeout(150_000)
+        out = page.evaluate(_CALL_EVERY_METHOD, {"token": token, "eventId": event_id})
+        assert csp.violations == []
+
+    assert out["status"]["connected"] is True and out["status"]["tenant"]["id"] == ids["tenant"]
+    assert out["run"]["id"] == out["sync"]["run_id"] and out["run"]["status"] == "succeeded"
+    assert out["runs"]["items"] and out["stagiaires"]["per_page"] == 5
+    assert out["formations"]["total"] >= 1 and out["bilans"]["total"] >= 1
+    assert event_id in [e["id"] for e in out["failed"]["items"]]
+    assert out["retried"] == {"event_id": event_id, "task_id": out["retried"]["task_id"], "status": "queued"}
+    assert {"items", "total"} <= set(out["actions"]) and {"items", "total"} <= set(out["invoices"])
+    refusals = {name: (r["thrown"], r["typed"], r["status"], r["error"]) for name, r in out["refused"].items()}
+    assert refusals == {
+        "unknownRun": (True, True, 404, "not_found"), "approveUnknown": (True, True, 404, "not_found"),
+        "rejectWithoutReason": (True, True, 422, "validation_error"),
+        "retryUnknownAction": (True, True, 404, "not_found"), "unknownInvoice": (True, True, 404, "not_found"),
+        "pdfOfUnknownInvoice": (True, True, 404, "not_found"), "retryUnknownInvoice": (True, True, 404, "not_found"),
+        "cancelWithoutReason": (True, True, 422, "validation_error"),
+        "releaseNothing": (True, True, 422, "validation_error"), "badSyncType": (True, True, 422, "validation_error"),
+        "badToken": (True, True, 401, "invalid_token"), "aiAnalysis": (True, True, 501, "not_available"),
+    }
+    assert out["refused"]["rejectWithoutReason"]["message"] == "Say why the action is rejected."  # the API's own
+    assert "not available" in out["refused"]["aiAnalysis"]["message"]
